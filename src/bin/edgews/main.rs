@@ -1,0 +1,147 @@
+//! `edgews`: the command-line server.
+//!
+//! `edgews echo` runs the engine as an echo server (the one Autobahn runs
+//! against), optionally with the text pub-sub protocol used by benchmarks.
+
+mod echo;
+mod logging;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use edgews::runtime::{shutdown_on_signals, Config, Server, SlowConsumerPolicy};
+
+/// A fast, lean WebSocket server.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Log format: human-readable text or one JSON object per line.
+    /// The level comes from the EDGEWS_LOG variable (e.g. `EDGEWS_LOG=debug`), default `info`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Echo every message back (the default when no command is given).
+    Echo(EchoArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SlowConsumer {
+    /// Skip room messages for a member that is over its backpressure limit.
+    Drop,
+    /// Close such a member with 1008.
+    Close,
+}
+
+/// Options of `edgews echo`.
+#[derive(Args, Debug, Clone)]
+struct EchoArgs {
+    /// Address to listen on (every worker binds it with SO_REUSEPORT).
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    listen: SocketAddr,
+    /// Worker threads (event loops); default: one per CPU.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Largest message accepted, in bytes; larger ones are closed with 1009.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_message_size: usize,
+    /// Largest HTTP request head, in bytes; larger ones get 431.
+    #[arg(long, default_value_t = 8 << 10)]
+    max_header_size: usize,
+    /// A connection's unsent bytes above which its input is paused and room
+    /// messages follow --slow-consumer.
+    #[arg(long, default_value_t = 1 << 20)]
+    backpressure: usize,
+    /// A connection's unsent bytes above which it is closed with 1008.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_queue: usize,
+    /// What a publish does to a member over --backpressure.
+    #[arg(long, value_enum, default_value_t = SlowConsumer::Drop)]
+    slow_consumer: SlowConsumer,
+    /// Most open connections; more are answered with 503.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_connections: usize,
+    /// Seconds of silence after which a connection is closed (0: never).
+    #[arg(long, default_value_t = 120)]
+    idle_timeout: u64,
+    /// Seconds of silence after which the server pings (0: never); must be
+    /// shorter than --idle-timeout.
+    #[arg(long, default_value_t = 0)]
+    ping_interval: u64,
+    /// Seconds allowed for the opening handshake.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Enable the text pub-sub protocol: `sub:<room>`, `unsub:<room>`,
+    /// `pub:<room>:<payload>` (sends <payload> to every member of <room>).
+    /// Any other message is echoed.
+    #[arg(long)]
+    pubsub: bool,
+}
+
+impl Default for EchoArgs {
+    fn default() -> Self {
+        match Cli::parse_from(["edgews", "echo"]).command {
+            Some(Command::Echo(args)) => args,
+            None => unreachable!("the echo command was given"),
+        }
+    }
+}
+
+impl EchoArgs {
+    fn config(&self) -> Config {
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        let mut cfg = Config::default()
+            .listen(self.listen)
+            .max_message_bytes(self.max_message_size)
+            .max_header_bytes(self.max_header_size)
+            .backpressure_bytes(self.backpressure)
+            .max_queued_bytes(self.max_queue)
+            .slow_consumer(match self.slow_consumer {
+                SlowConsumer::Drop => SlowConsumerPolicy::Drop,
+                SlowConsumer::Close => SlowConsumerPolicy::Close,
+            })
+            .max_connections(self.max_connections)
+            .idle_timeout(secs(self.idle_timeout))
+            .ping_interval(secs(self.ping_interval))
+            .handshake_timeout(Duration::from_secs(self.handshake_timeout.max(1)));
+        if let Some(w) = self.workers {
+            cfg = cfg.workers(w);
+        }
+        cfg
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format == LogFormat::Json);
+    let args = match cli.command {
+        Some(Command::Echo(args)) => args,
+        None => EchoArgs::default(),
+    };
+    let pubsub = args.pubsub;
+    let result =
+        Server::bind(args.config(), |_| echo::EchoHandler::new(pubsub)).and_then(|server| {
+            shutdown_on_signals(server.handle())?;
+            server.run()
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("edgews: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Every limit and timeout of the engine, in one struct with a builder.
+//!
+//! Limits carry their unit in their name. Defaults are documented on each
+//! field and chosen for a public-facing server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::error::Error;
+
+/// What to do with a connection whose send queue is over
+/// [`Config::backpressure_bytes`] when a room message is published to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SlowConsumerPolicy {
+    /// Skip the message for that connection and count the drop (default).
+    #[default]
+    Drop,
+    /// Close the connection with 1008 ("slow consumer").
+    Close,
+}
+
+/// Engine configuration.
+///
+/// ```
+/// use std::time::Duration;
+/// use edgews::runtime::Config;
+/// let cfg = Config::default()
+///     .listen("127.0.0.1:0".parse().unwrap())
+///     .workers(2)
+///     .max_message_bytes(1 << 20)
+///     .idle_timeout(Some(Duration::from_secs(60)));
+/// assert!(cfg.validate().is_ok());
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address every worker listens on (SO_REUSEPORT). Default `127.0.0.1:9001`.
+    pub listen: SocketAddr,
+    /// Event-loop threads, each with its own listener and connections.
+    /// Default: the number of CPUs.
+    pub workers: usize,
+    /// Largest data message after reassembly (and after inflation). Larger ones
+    /// are refused with close code 1009. Default 16 MiB.
+    pub max_message_bytes: usize,
+    /// Largest HTTP request head. Larger ones get 431. Default 8 KiB.
+    pub max_header_bytes: usize,
+    /// Soft limit on a connection's unsent bytes. Above it the connection's
+    /// input is paused until the peer reads (so echo-style traffic is
+    /// flow-controlled by TCP), and room messages follow
+    /// [`Config::slow_consumer`]. Default 1 MiB.
+    pub backpressure_bytes: usize,
+    /// Hard limit on a connection's unsent bytes: a send that finds the queue
+    /// already over it closes the connection with 1008. Default 64 MiB.
+    pub max_queued_bytes: usize,
+    /// What a publish does to a member over `backpressure_bytes`.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Most open connections for the whole server; more are answered with 503.
+    /// Default 1,000,000.
+    pub max_connections: usize,
+    /// Time allowed from accept to a complete upgrade request. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Close a connection (1001) when nothing was received for this long.
+    /// `None` disables it. Default 120 s.
+    pub idle_timeout: Option<Duration>,
+    /// Send a ping when nothing was received for this long, so a live peer's
+    /// pong keeps it from the idle timeout. Must be shorter than
+    /// `idle_timeout`. Default off.
+    pub ping_interval: Option<Duration>,
+    /// Time allowed for the peer to finish the close handshake, or to read a
+    /// final HTTP response, before the socket is dropped. Default 5 s.
+    pub close_timeout: Duration,
+    /// On shutdown, how long to wait for connections to close before exiting. Default 10 s.
+    pub shutdown_timeout: Duration,
+    /// Size of each worker's receive buffer, shared by all its connections. Default 256 KiB.
+    pub receive_buffer_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_message_bytes: 16 << 20,
+            max_header_bytes: 8 << 10,
+            backpressure_bytes: 1 << 20,
+            max_queued_bytes: 64 << 20,
+            slow_consumer: SlowConsumerPolicy::Drop,
+            max_connections: 1_000_000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(120)),
+            ping_interval: None,
+            close_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            receive_buffer_bytes: 256 << 10,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.$name = value;
+                self
+            }
+        )*
+    };
+}
+
+impl Config {
+    setters! {
+        /// Sets [`Config::listen`].
+        listen: SocketAddr,
+        /// Sets [`Config::workers`].
+        workers: usize,
+        /// Sets [`Config::max_message_bytes`].
+        max_message_bytes: usize,
+        /// Sets [`Config::max_header_bytes`].
+        max_header_bytes: usize,
+        /// Sets [`Config::backpressure_bytes`].
+        backpressure_bytes: usize,
+        /// Sets [`Config::max_queued_bytes`].
+        max_queued_bytes: usize,
+        /// Sets [`Config::slow_consumer`].
+        slow_consumer: SlowConsumerPolicy,
+        /// Sets [`Config::max_connections`].
+        max_connections: usize,
+        /// Sets [`Config::handshake_timeout`].
+        handshake_timeout: Duration,
+        /// Sets [`Config::idle_timeout`].
+        idle_timeout: Option<Duration>,
+        /// Sets [`Config::ping_interval`].
+        ping_interval: Option<Duration>,
+        /// Sets [`Config::close_timeout`].
+        close_timeout: Duration,
+        /// Sets [`Config::shutdown_timeout`].
+        shutdown_timeout: Duration,
+        /// Sets [`Config::receive_buffer_bytes`].
+        receive_buffer_bytes: usize,
+    }
+
+    /// Checks that the values make sense together.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |what: String| Err(Error::config(what));
+        if self.workers == 0 || self.workers > 256 {
+            return bad(format!("workers must be 1 to 256, not {}", self.workers));
+        }
+        if self.max_message_bytes == 0 {
+            return bad("max_message_bytes must be at least 1".into());
+        }
+        if self.max_header_bytes < 256 {
+            return bad(format!(
+                "max_header_bytes must be at least 256, not {}",
+                self.max_header_bytes
+            ));
+        }
+        if self.backpressure_bytes == 0 || self.max_queued_bytes < self.backpressure_bytes {
+            return bad(format!(
+                "need 0 < backpressure_bytes ({}) <= max_queued_bytes ({})",
+                self.backpressure_bytes, self.max_queued_bytes
+            ));
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1".into());
+        }
+        if let (Some(ping), Some(idle)) = (self.ping_interval, self.idle_timeout) {
+            if ping >= idle {
+                return bad(format!(
+                    "ping_interval ({ping:?}) must be shorter than idle_timeout ({idle:?})"
+                ));
+            }
+        }
+        let ms = |d: Duration| d.as_millis();
+        let longest = [
+            Some(self.handshake_timeout),
+            self.idle_timeout,
+            self.ping_interval,
+        ]
+        .into_iter()
+        .flatten()
+        .chain([self.close_timeout])
+        .map(ms)
+        .max()
+        .unwrap_or(0);
+        if longest > u128::from(u32::MAX / 2) {
+            return bad("timeouts must be shorter than 24 days".into());
+        }
+        if self.receive_buffer_bytes < 4096 {
+            return bad("receive_buffer_bytes must be at least 4096".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_inconsistent_values() {
+        let c = Config::default().workers(0);
+        assert!(c.validate().unwrap_err().to_string().contains("workers"));
+        let c = Config::default().backpressure_bytes(10).max_queued_bytes(5);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("backpressure_bytes"));
+        let c = Config::default()
+            .ping_interval(Some(Duration::from_secs(60)))
+            .idle_timeout(Some(Duration::from_secs(30)));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("ping_interval"));
+        let c = Config::default().idle_timeout(Some(Duration::from_secs(40 * 86400)));
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,347 @@
+//! [`Conn`]: what a callback uses to act on its connection, its rooms and the
+//! rest of the worker, and [`Ctx`], the worker state it borrows.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::protocol::{server_frame, CloseCode, Message, OpCode};
+use crate::pubsub::{RoomStats, Rooms};
+
+use super::config::{Config, SlowConsumerPolicy};
+use super::connection::{flag, Core, Phase};
+use super::handle::ServerHandle;
+use super::handler::ConnId;
+use super::outbox::Outbox;
+use super::stats::WorkerStats;
+use super::timer::Millis;
+
+/// What happened to a send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendStatus {
+    /// Queued; the connection is within its backpressure limit.
+    Sent,
+    /// Queued, but the connection is now over its backpressure limit:
+    /// wait for [`super::Handler::on_drain`] before sending much more.
+    Backpressure,
+    /// Not sent: the connection is closing, or it was over its hard queue
+    /// limit and is being closed with 1008.
+    Dropped,
+}
+
+/// A close asked for during a callback, carried out right after it.
+#[derive(Debug)]
+pub(crate) struct CloseRequest {
+    pub key: usize,
+    pub gen: u32,
+    pub code: CloseCode,
+    pub reason: Box<str>,
+    /// Unsent data is thrown away first (queue overflow, slow consumer).
+    pub discard: bool,
+}
+
+/// The worker state callbacks can reach (everything but the slab of
+/// connections, the handler and the receive buffer).
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub index: u16,
+    pub cfg: Arc<Config>,
+    pub out: Outbox,
+    pub rooms: Rooms,
+    pub closes: Vec<CloseRequest>,
+    pub handle: ServerHandle,
+    pub stats: Arc<WorkerStats>,
+    pub now: Millis,
+}
+
+impl Ctx {
+    /// Queues a data or control frame for `key`, enforcing the hard queue limit.
+    pub fn send(&mut self, key: usize, gen: u32, opcode: OpCode, payload: &[u8]) -> SendStatus {
+        let queued = self.out.queued_bytes(key);
+        if let Some(status) = self.over_hard_limit(key, gen, queued) {
+            return status;
+        }
+        self.out.frame(key, opcode, false, payload);
+        self.after_send(key, opcode, queued + payload.len())
+    }
+
+    /// Queues an already framed message (from another thread) for `key`.
+    pub fn send_framed(&mut self, key: usize, gen: u32, frame: Bytes) -> SendStatus {
+        let queued = self.out.queued_bytes(key);
+        if let Some(status) = self.over_hard_limit(key, gen, queued) {
+            return status;
+        }
+        let len = frame.len();
+        let idx = self.out.share(frame);
+        self.out.shared(key, idx);
+        self.after_send(key, OpCode::Binary, queued + len)
+    }
+
+    fn over_hard_limit(&mut self, key: usize, gen: u32, queued: usize) -> Option<SendStatus> {
+        if queued <= self.cfg.max_queued_bytes {
+            return None;
+        }
+        self.stats.queue_limit_closes.inc();
+        self.closes.push(CloseRequest {
+            key,
+            gen,
+            code: CloseCode::POLICY_VIOLATION,
+            reason: "send queue limit exceeded".into(),
+            discard: true,
+        });
+        Some(SendStatus::Dropped)
+    }
+
+    fn after_send(&mut self, key: usize, opcode: OpCode, queued: usize) -> SendStatus {
+        if !opcode.is_control() {
+            self.stats.messages_out.inc();
+        }
+        if queued > self.cfg.backpressure_bytes {
+            self.out.slot_mut(key).want_drain = true;
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Sent
+        }
+    }
+
+    /// Queues a published frame to this worker's members of `room`, except
+    /// `exclude`, applying the slow-consumer policy. The frame is stored once.
+    pub fn fanout(&mut self, room: &str, frame: &Bytes, exclude: Option<usize>) {
+        let Ctx {
+            rooms,
+            out,
+            closes,
+            cfg,
+            stats,
+            ..
+        } = self;
+        let Some(room) = rooms.get_mut(room) else {
+            return;
+        };
+        let mut shared = None;
+        let (mut delivered, mut dropped, mut closed) = (0u64, 0u64, 0u64);
+        for &m in room.members() {
+            let m = m as usize;
+            if Some(m) == exclude {
+                continue;
+            }
+            if out.queued_bytes(m) > cfg.backpressure_bytes {
+                match cfg.slow_consumer {
+                    SlowConsumerPolicy::Drop => {
+                        out.slot_mut(m).dropped += 1;
+                        dropped += 1;
+                    }
+                    SlowConsumerPolicy::Close => {
+                        closes.push(CloseRequest {
+                            key: m,
+                            gen: out.slot(m).gen,
+                            code: CloseCode::POLICY_VIOLATION,
+                            reason: "slow consumer".into(),
+                            discard: true,
+                        });
+                        closed += 1;
+                    }
+                }
+                continue;
+            }
+            let idx = *shared.get_or_insert_with(|| out.share(frame.clone()));
+            out.shared(m, idx);
+            delivered += 1;
+        }
+        room.stats.published += 1;
+        room.stats.delivered += delivered;
+        room.stats.dropped += dropped;
+        room.stats.slow_closes += closed;
+        stats.messages_out.add(delivered);
+        stats.slow_consumer_drops.add(dropped);
+        stats.slow_consumer_closes.add(closed);
+    }
+}
+
+/// A connection, as seen from inside a [`super::Handler`] callback.
+///
+/// Sends are batched: everything sent during one turn of the event loop goes
+/// out in one write per connection at the end of the turn.
+#[derive(Debug)]
+pub struct Conn<'a, D> {
+    pub(crate) key: usize,
+    pub(crate) core: &'a mut Core,
+    pub(crate) data: &'a mut D,
+    pub(crate) ctx: &'a mut Ctx,
+}
+
+impl<D> Conn<'_, D> {
+    /// This connection's server-wide id (for [`ServerHandle::send`] and [`Conn::send_to`]).
+    pub fn id(&self) -> ConnId {
+        ConnId {
+            worker: self.ctx.index,
+            key: self.key as u32,
+            gen: self.core.gen,
+        }
+    }
+
+    /// The data the handler attached in `on_upgrade`.
+    pub fn data(&self) -> &D {
+        self.data
+    }
+
+    /// The data the handler attached in `on_upgrade`, mutably.
+    pub fn data_mut(&mut self) -> &mut D {
+        self.data
+    }
+
+    /// True until the connection starts closing; sends are ignored after that.
+    pub fn is_open(&self) -> bool {
+        self.core.phase == Phase::Open && !self.core.has(flag::CLOSE_REQUESTED)
+    }
+
+    /// Sends a text or binary message.
+    pub fn send(&mut self, msg: Message<'_>) -> SendStatus {
+        match msg {
+            Message::Text(t) => self.send_text(t),
+            Message::Binary(b) => self.send_binary(b),
+        }
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.send_op(OpCode::Text, text.as_bytes())
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
+        self.send_op(OpCode::Binary, data)
+    }
+
+    /// Sends a ping (payload cut to 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
+        self.send_op(OpCode::Ping, &payload[..payload.len().min(125)])
+    }
+
+    fn send_op(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
+        if !self.is_open() {
+            return SendStatus::Dropped;
+        }
+        self.ctx.send(self.key, self.core.gen, opcode, payload)
+    }
+
+    /// Starts the close handshake with `code` and `reason` (cut to 123 bytes).
+    /// [`super::Handler::on_close`] follows right after the current callback.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        if !self.is_open() {
+            return;
+        }
+        self.core.set(flag::CLOSE_REQUESTED);
+        self.ctx.closes.push(CloseRequest {
+            key: self.key,
+            gen: self.core.gen,
+            code,
+            reason: reason.into(),
+            discard: false,
+        });
+    }
+
+    /// Bytes queued for this connection and not yet taken by the socket.
+    pub fn buffered_bytes(&self) -> usize {
+        self.ctx.out.queued_bytes(self.key)
+    }
+
+    /// Room messages dropped for this connection because it read too slowly.
+    pub fn dropped_messages(&self) -> u32 {
+        self.ctx.out.slot(self.key).dropped
+    }
+
+    /// Joins `room`; false when already a member.
+    pub fn subscribe(&mut self, room: &str) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        let joined = self.ctx.rooms.join(self.key as u32, room);
+        self.update_room_gauges();
+        joined
+    }
+
+    /// Leaves `room`; false when not a member.
+    pub fn unsubscribe(&mut self, room: &str) -> bool {
+        let left = self.ctx.rooms.leave(self.key as u32, room);
+        self.update_room_gauges();
+        left
+    }
+
+    fn update_room_gauges(&self) {
+        self.ctx.stats.rooms.set(self.ctx.rooms.len() as u64);
+        self.ctx
+            .stats
+            .subscriptions
+            .set(self.ctx.rooms.subscriptions() as u64);
+    }
+
+    /// The rooms this connection is in.
+    pub fn rooms(&self) -> impl Iterator<Item = &str> + '_ {
+        self.ctx.rooms.rooms_of(self.key as u32)
+    }
+
+    /// Publishes to every member of `room` on every worker, this connection
+    /// included if it is a member. The message is framed once.
+    pub fn publish(&mut self, room: &str, msg: Message<'_>) {
+        self.publish_inner(room, msg, None);
+    }
+
+    /// Publishes to every member of `room` except this connection.
+    pub fn publish_others(&mut self, room: &str, msg: Message<'_>) {
+        let me = self.id();
+        self.publish_inner(room, msg, Some(me));
+    }
+
+    fn publish_inner(&mut self, room: &str, msg: Message<'_>, exclude: Option<ConnId>) {
+        let opcode = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        let frame = server_frame(opcode, msg.as_bytes());
+        self.ctx.stats.publishes.inc();
+        self.ctx
+            .fanout(room, &frame, exclude.map(|id| id.key as usize));
+        self.ctx
+            .handle
+            .forward_publish(self.ctx.index, room, frame, exclude);
+    }
+
+    /// Sends to any connection of the server by id. Returns false when the id
+    /// is stale (that connection is gone or closing).
+    pub fn send_to(&mut self, id: ConnId, msg: Message<'_>) -> bool {
+        if id.worker != self.ctx.index {
+            return self.ctx.handle.send(id, msg);
+        }
+        let key = id.key as usize;
+        if key == self.key {
+            return id.gen == self.core.gen && self.send(msg) != SendStatus::Dropped;
+        }
+        if !self.ctx.out.is_live(key, id.gen) {
+            return false;
+        }
+        let opcode = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        self.ctx.send(key, id.gen, opcode, msg.as_bytes()) != SendStatus::Dropped
+    }
+
+    /// Members of `room` on this connection's worker.
+    pub fn local_room_size(&self, room: &str) -> usize {
+        self.ctx.rooms.get(room).map_or(0, |r| r.members().len())
+    }
+
+    /// Counters of `room` on this connection's worker.
+    pub fn local_room_stats(&self, room: &str) -> Option<RoomStats> {
+        self.ctx.rooms.get(room).map(|r| r.stats)
+    }
+
+    /// The server handle (cloneable, usable from any thread).
+    pub fn handle(&self) -> &ServerHandle {
+        &self.ctx.handle
+    }
+}

@@ -1,0 +1,113 @@
+//! One connection's state, as stored in the worker's slab.
+//!
+//! Kept small on purpose: an idle open connection is this struct and nothing
+//! else (its socket, an 8-byte decoder with no buffer, a few counters). Rarely
+//! needed state lives behind `ext`, allocated only while needed.
+
+use crate::protocol::{Decoder, Server};
+
+use super::timer::Millis;
+use super::transport::Transport;
+
+/// Lifecycle of a connection. The transitions are
+/// `Handshake → Open → Closing → Draining → (removed)`, and
+/// `Handshake → Closing` for an HTTP answer or a refused upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading the HTTP request.
+    Handshake,
+    /// WebSocket open: messages flow.
+    Open,
+    /// Our close frame (or HTTP response) is queued; once it is written the
+    /// write side is shut down. Input is decoded only to see the peer's close.
+    Closing,
+    /// Everything is sent and the write side is shut; reading and discarding
+    /// until the peer closes (so the kernel never answers with a reset that
+    /// could destroy our last bytes in flight).
+    Draining,
+}
+
+/// Bit flags of a connection.
+pub(crate) mod flag {
+    /// A ping was sent after `ping_interval` of silence; no data since.
+    pub const PINGED: u8 = 1;
+    /// Input is paused while the send queue is over the backpressure limit.
+    pub const READ_PAUSED: u8 = 2;
+    /// A readable event arrived while paused: read when resumed.
+    pub const READ_PENDING: u8 = 4;
+    /// The peer's close frame was received.
+    pub const CLOSE_RECEIVED: u8 = 8;
+    /// In `Closing`, ignore input entirely (after a protocol error or an HTTP answer).
+    pub const DISCARD_INPUT: u8 = 16;
+    /// The handler called `close`: the close follows right after the callback.
+    pub const CLOSE_REQUESTED: u8 = 32;
+    /// Our write side is shut down (everything we will ever send is out).
+    pub const WRITE_SHUT: u8 = 64;
+}
+
+/// The part of a connection that callbacks may touch (the decoder and the
+/// user data are borrowed separately, so a message can borrow the decoder
+/// while the callback holds this).
+#[derive(Debug)]
+pub(crate) struct Core {
+    /// Which use of this slab slot this is (for [`super::ConnId`]).
+    pub gen: u32,
+    /// Milliseconds (low 32 bits) of the last input in `Open`, of the accept in
+    /// `Handshake`, of the close in `Closing`/`Draining`.
+    pub stamp: u32,
+    /// Milliseconds (low 32 bits) of the accept, for the lifetime histogram.
+    pub opened: u32,
+    /// The wheel tick of this connection's live timer entry (low 32 bits).
+    pub timer_tick: u32,
+    pub phase: Phase,
+    pub flags: u8,
+    pub ext: Option<Box<Ext>>,
+}
+
+impl Core {
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    pub fn set(&mut self, f: u8) {
+        self.flags |= f;
+    }
+
+    pub fn clear(&mut self, f: u8) {
+        self.flags &= !f;
+    }
+
+    /// Milliseconds since `stamp`, given the current time.
+    pub fn since_stamp(&self, now: Millis) -> u64 {
+        u64::from((now as u32).wrapping_sub(self.stamp))
+    }
+
+    /// Restarts the phase clock.
+    pub fn touch(&mut self, now: Millis) {
+        self.stamp = now as u32;
+    }
+}
+
+/// Rarely needed per-connection state, allocated on demand.
+#[derive(Debug, Default)]
+pub(crate) struct Ext {
+    /// A request head that did not arrive in one read.
+    pub request: Vec<u8>,
+}
+
+/// A connection in the worker's slab.
+#[derive(Debug)]
+pub(crate) struct Connection<D> {
+    pub io: Transport,
+    pub decoder: Decoder<Server>,
+    pub core: Core,
+    /// The handler's data; `Some` from the accepted upgrade on.
+    pub data: Option<D>,
+}
+
+impl Core {
+    /// Allocates `ext` if needed.
+    pub fn ext(&mut self) -> &mut Ext {
+        self.ext.get_or_insert_with(Default::default)
+    }
+}

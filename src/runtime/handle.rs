@@ -1,0 +1,248 @@
+//! [`ServerHandle`]: talk to a running server from any thread.
+//!
+//! Every worker has a command channel and a `mio::Waker`. A command is sent
+//! on the channel and the worker is woken only if it is not already due to
+//! look at its channel, so a burst of commands costs one wake-up.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::protocol::{server_frame, CloseCode, Message, OpCode};
+
+use super::config::Config;
+use super::handler::ConnId;
+use super::stats::WorkerStats;
+
+/// A request to a worker.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Fan a framed message out to the worker's members of `room`.
+    Publish {
+        room: Arc<str>,
+        frame: Bytes,
+        exclude: Option<ConnId>,
+    },
+    /// Queue a framed message for one connection.
+    Send { id: ConnId, frame: Bytes },
+    /// Close one connection.
+    Close {
+        id: ConnId,
+        code: CloseCode,
+        reason: Box<str>,
+    },
+    /// Report the worker's member count of a room.
+    RoomSize {
+        room: Arc<str>,
+        reply: mpsc::Sender<usize>,
+    },
+    /// Stop accepting and close every connection.
+    Shutdown,
+}
+
+/// The sending side of one worker's command channel.
+#[derive(Debug)]
+pub(crate) struct Link {
+    tx: mpsc::Sender<Command>,
+    waker: mio::Waker,
+    /// Set when a wake-up is already on its way.
+    notified: AtomicBool,
+}
+
+impl Link {
+    pub fn new(tx: mpsc::Sender<Command>, waker: mio::Waker) -> Self {
+        Link {
+            tx,
+            waker,
+            notified: AtomicBool::new(false),
+        }
+    }
+
+    fn send(&self, cmd: Command) -> bool {
+        if self.tx.send(cmd).is_err() {
+            return false;
+        }
+        if !self.notified.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+        true
+    }
+
+    /// Called by the worker before it drains its channel.
+    pub fn clear_notified(&self) {
+        self.notified.store(false, Ordering::Release);
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub links: Vec<Link>,
+    pub stats: Vec<Arc<WorkerStats>>,
+    pub cfg: Arc<Config>,
+    pub shutting_down: AtomicBool,
+    /// Open connections over all workers (checked against `max_connections` on accept).
+    pub open: AtomicUsize,
+    pub started: Instant,
+    pub local_addr: std::net::SocketAddr,
+}
+
+/// A cloneable, `Send + Sync` handle to a running server.
+///
+/// ```no_run
+/// use edgews::runtime::{Config, Server};
+/// # use edgews::runtime::{Accept, Conn, Handler, Reject, Request};
+/// # struct H;
+/// # impl Handler for H {
+/// #     type Data = ();
+/// #     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, Reject> { Ok(Accept::new(())) }
+/// #     fn on_message(&mut self, _: &mut Conn<'_, ()>, _: edgews::protocol::Message<'_>) {}
+/// # }
+/// let server = Server::bind(Config::default(), |_| H)?;
+/// let handle = server.handle();
+/// std::thread::spawn(move || {
+///     handle.publish("news", edgews::protocol::Message::Text("hello from another thread"));
+/// });
+/// server.run()?;
+/// # Ok::<(), edgews::runtime::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Publishes to every member of `room` on every worker (framed once).
+    pub fn publish(&self, room: &str, msg: Message<'_>) {
+        let opcode = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        let frame = server_frame(opcode, msg.as_bytes());
+        let room: Arc<str> = room.into();
+        for link in &self.shared.links {
+            link.send(Command::Publish {
+                room: room.clone(),
+                frame: frame.clone(),
+                exclude: None,
+            });
+        }
+    }
+
+    /// Sends the local fan-out's frame on to every other worker.
+    pub(crate) fn forward_publish(
+        &self,
+        from: u16,
+        room: &str,
+        frame: Bytes,
+        exclude: Option<ConnId>,
+    ) {
+        if self.shared.links.len() < 2 {
+            return;
+        }
+        let room: Arc<str> = room.into();
+        for (i, link) in self.shared.links.iter().enumerate() {
+            if i != usize::from(from) {
+                link.send(Command::Publish {
+                    room: room.clone(),
+                    frame: frame.clone(),
+                    exclude,
+                });
+            }
+        }
+    }
+
+    /// Sends a message to one connection. False when its worker is gone; a
+    /// stale id is ignored by the worker.
+    pub fn send(&self, id: ConnId, msg: Message<'_>) -> bool {
+        let opcode = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        let frame = server_frame(opcode, msg.as_bytes());
+        self.link(id)
+            .is_some_and(|l| l.send(Command::Send { id, frame }))
+    }
+
+    /// Closes one connection with `code` and `reason`.
+    pub fn close(&self, id: ConnId, code: CloseCode, reason: &str) -> bool {
+        self.link(id).is_some_and(|l| {
+            l.send(Command::Close {
+                id,
+                code,
+                reason: reason.into(),
+            })
+        })
+    }
+
+    fn link(&self, id: ConnId) -> Option<&Link> {
+        self.shared.links.get(usize::from(id.worker))
+    }
+
+    /// Members of `room` across all workers.
+    ///
+    /// Asks every worker and waits for the answers, so call it from a thread
+    /// of your own, never from a handler callback (which runs on a worker:
+    /// use [`super::Conn::local_room_size`] there). Returns `None` if a worker
+    /// did not answer within a second.
+    pub fn room_size(&self, room: &str) -> Option<usize> {
+        let (tx, rx) = mpsc::channel();
+        let room: Arc<str> = room.into();
+        for link in &self.shared.links {
+            link.send(Command::RoomSize {
+                room: room.clone(),
+                reply: tx.clone(),
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut total = 0;
+        for _ in &self.shared.links {
+            let left = deadline.saturating_duration_since(Instant::now());
+            total += rx.recv_timeout(left).ok()?;
+        }
+        Some(total)
+    }
+
+    /// Starts a graceful shutdown: stop accepting, close every connection
+    /// with 1001, wait up to `shutdown_timeout`, then the workers exit.
+    pub fn shutdown(&self) {
+        if !self.shared.shutting_down.swap(true, Ordering::AcqRel) {
+            for link in &self.shared.links {
+                link.send(Command::Shutdown);
+            }
+        }
+    }
+
+    /// True once [`ServerHandle::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Open connections over all workers.
+    pub fn connections(&self) -> usize {
+        self.shared.open.load(Ordering::Relaxed)
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Each worker's counters.
+    pub fn worker_stats(&self) -> &[Arc<WorkerStats>] {
+        &self.shared.stats
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.cfg
+    }
+
+    /// Time since the server started.
+    pub fn uptime(&self) -> Duration {
+        self.shared.started.elapsed()
+    }
+}

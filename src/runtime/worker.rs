@@ -1,0 +1,882 @@
+//! One event loop: its own `mio::Poll`, its own SO_REUSEPORT listener, its own
+//! connections. Nothing here is shared with another worker except the
+//! command channel.
+//!
+//! One turn of the loop: wait for events; accept, read and handle every ready
+//! connection (reads land in the worker's one receive buffer; messages are
+//! handed to the handler straight from it); run the timers; then write, once
+//! per connection, everything that was sent during the turn.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::protocol::close::encode_close_payload;
+use crate::protocol::handshake::{self, header_buf, server, HandshakeError};
+use crate::protocol::{
+    CloseCode, Decoder, DecoderConfig, Event, Input, OpCode, Parse, ProtocolError,
+};
+
+use super::conn::{CloseRequest, Conn, Ctx};
+use super::connection::{flag, Connection, Core, Phase};
+use super::handle::{Command, Link, ServerHandle};
+use super::handler::{CloseInfo, ConnId, Handler, Request};
+use super::stats::{close_code_slot, RejectReason};
+use super::timer::{Expired, Millis, TimerWheel};
+use super::transport::Transport;
+
+pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+
+/// Timer resolution and wheel size: 100 ms ticks, 51 s per turn.
+const TICK_MS: u64 = 100;
+const WHEEL_SLOTS: usize = 512;
+/// Most connections accepted per listener event, so a flood of connects
+/// cannot starve the connections already open.
+const ACCEPTS_PER_EVENT: usize = 256;
+
+pub(crate) struct Worker<H: Handler> {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    inbox: mpsc::Receiver<Command>,
+    conns: Slab<Connection<H::Data>>,
+    handler: H,
+    ctx: Ctx,
+    rbuf: Vec<u8>,
+    wheel: TimerWheel,
+    started: Instant,
+    next_gen: u32,
+    expired: Vec<Expired>,
+    keys: Vec<usize>,
+    /// Connections whose paused input may be read again.
+    resume: Vec<usize>,
+    /// Accepting failed for lack of file descriptors: retry on the next tick.
+    accept_retry: bool,
+    shutdown_deadline: Option<Millis>,
+}
+
+impl<H: Handler> Worker<H> {
+    pub fn new(
+        index: u16,
+        poll: Poll,
+        listener: TcpListener,
+        inbox: mpsc::Receiver<Command>,
+        handler: H,
+        handle: ServerHandle,
+    ) -> io::Result<Self> {
+        let mut listener = listener;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let cfg = handle.shared.cfg.clone();
+        let stats = handle.shared.stats[usize::from(index)].clone();
+        Ok(Worker {
+            poll,
+            listener: Some(listener),
+            inbox,
+            conns: Slab::new(),
+            handler,
+            rbuf: vec![0; cfg.receive_buffer_bytes],
+            ctx: Ctx {
+                index,
+                cfg,
+                out: Default::default(),
+                rooms: Default::default(),
+                closes: Vec::new(),
+                handle,
+                stats,
+                now: 0,
+            },
+            wheel: TimerWheel::new(TICK_MS, WHEEL_SLOTS, 0),
+            started: Instant::now(),
+            next_gen: 1,
+            expired: Vec::new(),
+            keys: Vec::new(),
+            resume: Vec::new(),
+            accept_retry: false,
+            shutdown_deadline: None,
+        })
+    }
+
+    fn link(&self) -> &Link {
+        &self.ctx.handle.shared.links[usize::from(self.ctx.index)]
+    }
+
+    /// Runs the loop until shutdown completes.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        tracing::debug!(worker = self.ctx.index, "worker started");
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(worker = self.ctx.index, error = %e, "poll failed; worker stops");
+                break;
+            }
+            self.ctx.now = self.started.elapsed().as_millis() as Millis;
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => self.commands(),
+                    Token(key) => {
+                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        if ev.is_writable() {
+                            self.on_writable(key);
+                        }
+                        if readable {
+                            self.on_readable(key, ev.is_read_closed());
+                        }
+                    }
+                }
+            }
+            self.timers();
+            self.flush();
+            self.resume_reads();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() || self.ctx.now >= deadline {
+                    break;
+                }
+            }
+        }
+        let left = self.conns.len();
+        for key in self.conns.iter().map(|(k, _)| k).collect::<Vec<_>>() {
+            self.drop_conn(key);
+        }
+        tracing::debug!(worker = self.ctx.index, dropped = left, "worker stopped");
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.ctx.out.has_batch() || !self.ctx.closes.is_empty() || !self.resume.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let mut t = self.wheel.timeout(self.ctx.now);
+        if self.accept_retry || self.shutdown_deadline.is_some() {
+            let tick = Duration::from_millis(TICK_MS);
+            t = Some(t.map_or(tick, |t| t.min(tick)));
+        }
+        t
+    }
+
+    // ----- accepting ---------------------------------------------------------
+
+    fn accept(&mut self) {
+        self.accept_retry = false;
+        for _ in 0..ACCEPTS_PER_EVENT {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => self.add_connection(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Typically EMFILE: leave the rest in the backlog and retry on the next tick.
+                    tracing::warn!(worker = self.ctx.index, error = %e, "accept failed");
+                    self.accept_retry = true;
+                    return;
+                }
+            }
+        }
+        // More may be waiting; the listener is edge-triggered, so come back soon.
+        self.accept_retry = true;
+    }
+
+    fn add_connection(&mut self, mut stream: mio::net::TcpStream) {
+        let shared = &self.ctx.handle.shared;
+        if shared.open.fetch_add(1, Ordering::Relaxed) >= self.ctx.cfg.max_connections {
+            shared.open.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.stats.rejected[RejectReason::ConnectionLimit as usize].inc();
+            let mut resp = Vec::new();
+            handshake::write_http_response(
+                &mut resp,
+                503,
+                "text/plain; charset=utf-8",
+                &[("Retry-After", "5")],
+                b"connection limit reached\n",
+            );
+            // Best effort: the socket is fresh, so its buffer has room.
+            let _ = io::Write::write(&mut stream, &resp);
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(error = %e, "cannot register connection");
+            shared.open.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let gen = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1).max(1);
+        let now = self.ctx.now;
+        entry.insert(Connection {
+            io: Transport::Plain(stream),
+            decoder: Decoder::new(),
+            core: Core {
+                gen,
+                stamp: now as u32,
+                opened: now as u32,
+                timer_tick: u32::MAX,
+                phase: Phase::Handshake,
+                flags: 0,
+                ext: None,
+            },
+            data: None,
+        });
+        self.ctx.out.open(key, gen);
+        self.ctx.stats.connections_accepted.inc();
+        self.ctx.stats.connections_open.set(self.conns.len() as u64);
+        self.arm_timer(key);
+    }
+
+    // ----- commands from other threads ----------------------------------------
+
+    fn commands(&mut self) {
+        self.link().clear_notified();
+        while let Ok(cmd) = self.inbox.try_recv() {
+            match cmd {
+                Command::Publish {
+                    room,
+                    frame,
+                    exclude,
+                } => {
+                    let exclude = exclude
+                        .filter(|id| id.worker == self.ctx.index)
+                        .map(|id| id.key as usize);
+                    self.ctx.fanout(&room, &frame, exclude);
+                }
+                Command::Send { id, frame } => {
+                    if let Some(key) = self.live_open(id) {
+                        self.ctx.send_framed(key, id.gen, frame);
+                    }
+                }
+                Command::Close { id, code, reason } => {
+                    if let Some(key) = self.live_open(id) {
+                        self.ctx.closes.push(CloseRequest {
+                            key,
+                            gen: id.gen,
+                            code,
+                            reason,
+                            discard: false,
+                        });
+                    }
+                }
+                Command::RoomSize { room, reply } => {
+                    let _ = reply.send(self.ctx.rooms.get(&room).map_or(0, |r| r.members().len()));
+                }
+                Command::Shutdown => self.begin_shutdown(),
+            }
+            self.settle();
+        }
+    }
+
+    /// The slab key of `id` if it names an open connection of this worker.
+    fn live_open(&self, id: ConnId) -> Option<usize> {
+        let key = id.key as usize;
+        let conn = self.conns.get(key)?;
+        (id.worker == self.ctx.index && conn.core.gen == id.gen && conn.core.phase == Phase::Open)
+            .then_some(key)
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.shutdown_deadline =
+            Some(self.ctx.now + self.ctx.cfg.shutdown_timeout.as_millis() as Millis);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            match self.conns[key].core.phase {
+                Phase::Handshake => self.drop_conn(key),
+                Phase::Open => self.start_close(
+                    key,
+                    CloseCode::GOING_AWAY,
+                    "server shutting down",
+                    false,
+                    false,
+                ),
+                Phase::Closing | Phase::Draining => {}
+            }
+        }
+        tracing::info!(
+            worker = self.ctx.index,
+            open = self.conns.len(),
+            "shutting down"
+        );
+    }
+
+    // ----- reading -----------------------------------------------------------
+
+    fn on_readable(&mut self, key: usize, read_closed: bool) {
+        let mut rbuf = std::mem::take(&mut self.rbuf);
+        while let Some(conn) = self.conns.get_mut(key) {
+            if conn.core.has(flag::READ_PAUSED) {
+                conn.core.set(flag::READ_PENDING);
+                break;
+            }
+            conn.core.clear(flag::READ_PENDING);
+            match conn.io.read(&mut rbuf) {
+                Ok(0) => {
+                    self.on_eof(key);
+                    break;
+                }
+                Ok(n) => {
+                    self.ctx.stats.bytes_in.add(n as u64);
+                    self.input(key, &mut rbuf[..n]);
+                    // A short read emptied the socket buffer: new data brings a new
+                    // edge. Only a pending EOF must be read now.
+                    if n < rbuf.len() && !read_closed {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.lost(key);
+                    break;
+                }
+            }
+        }
+        self.rbuf = rbuf;
+    }
+
+    fn input(&mut self, key: usize, bytes: &mut [u8]) {
+        let core = &mut self.conns[key].core;
+        match core.phase {
+            Phase::Handshake => self.handshake_input(key, bytes),
+            Phase::Open => {
+                core.touch(self.ctx.now);
+                core.clear(flag::PINGED);
+                self.frames_input(key, bytes);
+            }
+            Phase::Closing if !core.has(flag::DISCARD_INPUT) => self.frames_input(key, bytes),
+            Phase::Closing | Phase::Draining => {}
+        }
+    }
+
+    fn on_eof(&mut self, key: usize) {
+        if self.conns[key].core.phase == Phase::Open {
+            self.leave_open(key, CloseCode::ABNORMAL, "connection dropped", true);
+        }
+        self.drop_conn(key);
+    }
+
+    /// The socket failed: drop it, telling the handler if it was open.
+    fn lost(&mut self, key: usize) {
+        self.on_eof(key);
+    }
+
+    // ----- handshake ---------------------------------------------------------
+
+    fn handshake_input(&mut self, key: usize, bytes: &mut [u8]) {
+        let core = &mut self.conns[key].core;
+        let mut held = core
+            .ext
+            .as_mut()
+            .map(|e| std::mem::take(&mut e.request))
+            .unwrap_or_default();
+        let buf: &mut [u8] = if held.is_empty() {
+            bytes
+        } else {
+            held.extend_from_slice(bytes);
+            &mut held
+        };
+        let mut headers = header_buf();
+        let parsed = server::parse_request(buf, &mut headers, self.ctx.cfg.max_header_bytes);
+        let (req, used) = match parsed {
+            Ok(Parse::Complete(done)) => done,
+            Ok(Parse::Incomplete(_)) => {
+                let keep = buf.to_vec();
+                self.conns[key].core.ext().request = keep;
+                return;
+            }
+            Err(e) => return self.refuse_handshake(key, &e),
+        };
+        let kind = match server::classify(&req) {
+            Ok(kind) => kind,
+            Err(e) => return self.refuse_handshake(key, &e),
+        };
+        let peer = self.conns[key].io.peer_addr();
+        let request = Request { http: &req, peer };
+        let upgrade = match kind {
+            server::RequestKind::Http => {
+                let resp = self.handler.on_http(&request);
+                let mut out = Vec::with_capacity(128 + resp.body.len());
+                resp.write_to(&mut out);
+                self.ctx.stats.http_requests.inc();
+                self.answer_and_close(key, &out);
+                return;
+            }
+            server::RequestKind::Upgrade(up) => up,
+        };
+        let accept = match self.handler.on_upgrade(&request) {
+            Ok(accept) => accept,
+            Err(reject) => {
+                let mut out = Vec::new();
+                reject.response.write_to(&mut out);
+                self.ctx.stats.rejected[RejectReason::Handler as usize].inc();
+                self.answer_and_close(key, &out);
+                return;
+            }
+        };
+        let mut resp = Vec::with_capacity(160);
+        server::write_accept_response(&mut resp, upgrade.key, accept.protocol.as_deref(), None);
+        self.ctx.out.raw(key, &resp);
+        let conn = &mut self.conns[key];
+        conn.data = Some(accept.data);
+        conn.core.phase = Phase::Open;
+        conn.core.ext = None;
+        conn.core.touch(self.ctx.now);
+        self.ctx.stats.upgrades.inc();
+        self.arm_timer(key);
+        self.with_conn(key, |h, c| h.on_open(c));
+        self.settle();
+        // Bytes after the request head already belong to the WebSocket stream.
+        if used < buf.len() && self.is_phase(key, Phase::Open) {
+            self.frames_input(key, &mut buf[used..]);
+        }
+    }
+
+    fn refuse_handshake(&mut self, key: usize, err: &HandshakeError) {
+        let reason = RejectReason::from_label(err.reason_label());
+        self.ctx.stats.rejected[reason as usize].inc();
+        let mut out = Vec::new();
+        server::write_error_response(&mut out, err);
+        self.answer_and_close(key, &out);
+    }
+
+    /// Sends an HTTP response and closes once it is written.
+    fn answer_and_close(&mut self, key: usize, response: &[u8]) {
+        self.ctx.out.raw(key, response);
+        let core = &mut self.conns[key].core;
+        core.phase = Phase::Closing;
+        core.set(flag::DISCARD_INPUT);
+        core.ext = None;
+        core.touch(self.ctx.now);
+        self.arm_timer(key);
+    }
+
+    // ----- frames ------------------------------------------------------------
+
+    fn decoder_config(&self) -> DecoderConfig {
+        DecoderConfig {
+            max_message_bytes: self.ctx.cfg.max_message_bytes,
+            allow_rsv1: false,
+        }
+    }
+
+    fn frames_input(&mut self, key: usize, bytes: &mut [u8]) {
+        let dcfg = self.decoder_config();
+        let mut input = Input::new(bytes);
+        loop {
+            let Worker {
+                conns,
+                handler,
+                ctx,
+                ..
+            } = &mut *self;
+            let Some(conn) = conns.get_mut(key) else {
+                return;
+            };
+            let Connection {
+                decoder,
+                core,
+                data,
+                ..
+            } = conn;
+            let event = match decoder.decode(&mut input, &dcfg) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return,
+                Err(e) => {
+                    self.fail(key, &e);
+                    return;
+                }
+            };
+            let open = core.phase == Phase::Open;
+            match event {
+                Event::Message(msg) => {
+                    ctx.stats.messages_in.inc();
+                    ctx.stats.message_bytes_in.add(msg.len() as u64);
+                    if open && !core.has(flag::CLOSE_REQUESTED) {
+                        let data = data.as_mut().expect("an open connection has data");
+                        handler.on_message(
+                            &mut Conn {
+                                key,
+                                core,
+                                data,
+                                ctx,
+                            },
+                            msg,
+                        );
+                    }
+                }
+                Event::Compressed { .. } => {
+                    // RSV1 is refused by the decoder unless deflate was negotiated.
+                    unreachable!("compressed frame without a negotiated extension")
+                }
+                Event::Ping(payload) => {
+                    ctx.stats.frame_in(OpCode::Ping);
+                    if open {
+                        ctx.send(key, core.gen, OpCode::Pong, payload);
+                    }
+                }
+                Event::Pong(_) => ctx.stats.frame_in(OpCode::Pong),
+                Event::Close(frame) => {
+                    ctx.stats.frame_in(OpCode::Close);
+                    ctx.stats.closes_received[close_code_slot(frame.code)].inc();
+                    core.set(flag::CLOSE_RECEIVED | flag::DISCARD_INPUT);
+                    if open {
+                        let (code, reason) = (frame.code, frame.reason.to_owned());
+                        self.reply_close(key, code, &reason);
+                    } else {
+                        // We closed first and this is the answer: shut down once our frame is out.
+                        self.after_write(key);
+                    }
+                    return;
+                }
+            }
+            self.settle();
+        }
+    }
+
+    /// The peer sent a close frame: answer with the same code, then close.
+    fn reply_close(&mut self, key: usize, code: CloseCode, reason: &str) {
+        self.queue_close(key, code, "");
+        let core = &mut self.conns[key].core;
+        core.phase = Phase::Closing;
+        core.touch(self.ctx.now);
+        self.arm_timer(key);
+        self.leave_open(key, code, reason, true);
+    }
+
+    /// The peer broke the protocol: close with the matching code, ignore the rest.
+    fn fail(&mut self, key: usize, err: &ProtocolError) {
+        self.ctx.stats.protocol_errors.inc();
+        tracing::debug!(worker = self.ctx.index, key, error = %err, "protocol error");
+        if self.conns[key].core.phase == Phase::Open {
+            self.start_close(key, err.close_code(), &err.to_string(), false, true);
+        } else {
+            self.conns[key].core.set(flag::DISCARD_INPUT);
+        }
+    }
+
+    fn queue_close(&mut self, key: usize, code: CloseCode, reason: &str) {
+        let mut payload = [0u8; 125];
+        let n = encode_close_payload(code, reason, &mut payload);
+        self.ctx.out.frame(key, OpCode::Close, false, &payload[..n]);
+        self.ctx.stats.closes_sent[close_code_slot(code)].inc();
+    }
+
+    /// Starts a close we decided on: queue the close frame, leave `Open`.
+    fn start_close(
+        &mut self,
+        key: usize,
+        code: CloseCode,
+        reason: &str,
+        discard_data: bool,
+        discard_input: bool,
+    ) {
+        if self.conns[key].core.phase != Phase::Open {
+            return;
+        }
+        if discard_data {
+            self.ctx.out.discard_data(key);
+        }
+        self.queue_close(key, code, reason);
+        let core = &mut self.conns[key].core;
+        core.phase = Phase::Closing;
+        if discard_input {
+            core.set(flag::DISCARD_INPUT);
+        }
+        core.touch(self.ctx.now);
+        self.arm_timer(key);
+        self.leave_open(key, code, reason, false);
+    }
+
+    /// Carries out the closes asked for during callbacks.
+    fn settle(&mut self) {
+        while let Some(req) = self.ctx.closes.pop() {
+            let live = self
+                .conns
+                .get(req.key)
+                .is_some_and(|c| c.core.gen == req.gen);
+            if live {
+                self.start_close(req.key, req.code, &req.reason, req.discard, false);
+            }
+        }
+    }
+
+    /// The connection leaves `Open`: leave its rooms, then tell the handler.
+    fn leave_open(&mut self, key: usize, code: CloseCode, reason: &str, by_peer: bool) {
+        self.ctx.rooms.leave_all(key as u32);
+        self.ctx.stats.rooms.set(self.ctx.rooms.len() as u64);
+        self.ctx
+            .stats
+            .subscriptions
+            .set(self.ctx.rooms.subscriptions() as u64);
+        let info = CloseInfo {
+            code,
+            reason,
+            by_peer,
+        };
+        self.with_conn(key, |h, c| h.on_close(c, info));
+    }
+
+    /// Runs `f` with the handler and a [`Conn`] for `key` (if it has data).
+    fn with_conn(&mut self, key: usize, f: impl FnOnce(&mut H, &mut Conn<'_, H::Data>)) {
+        let Worker {
+            conns,
+            handler,
+            ctx,
+            ..
+        } = self;
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let Connection { core, data, .. } = conn;
+        if let Some(data) = data.as_mut() {
+            f(
+                handler,
+                &mut Conn {
+                    key,
+                    core,
+                    data,
+                    ctx,
+                },
+            );
+        }
+    }
+
+    fn is_phase(&self, key: usize, phase: Phase) -> bool {
+        self.conns.get(key).is_some_and(|c| c.core.phase == phase)
+    }
+
+    // ----- writing -----------------------------------------------------------
+
+    fn on_writable(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        match self.ctx.out.write_queue(key, &mut conn.io) {
+            Ok(_) => self.after_write(key),
+            Err(_) => self.lost(key),
+        }
+    }
+
+    /// Writes everything sent during this turn: one write per connection.
+    fn flush(&mut self) {
+        let mut keys = std::mem::take(&mut self.keys);
+        // Callbacks run from here (on_drain, on_close) may send again: a few rounds.
+        for _ in 0..4 {
+            self.ctx.out.take_batch_keys(&mut keys);
+            if keys.is_empty() {
+                break;
+            }
+            for &key in &keys {
+                let Some(conn) = self.conns.get_mut(key) else {
+                    continue;
+                };
+                match self.ctx.out.write_batch(key, &mut conn.io) {
+                    Ok(_) => self.after_write(key),
+                    Err(_) => self.lost(key),
+                }
+            }
+            self.settle();
+        }
+        self.keys = keys;
+        self.ctx.stats.bytes_out.add(self.ctx.out.take_written());
+        self.ctx.out.end_iteration();
+    }
+
+    /// Bookkeeping after a write attempt: backpressure, drain, close progress.
+    fn after_write(&mut self, key: usize) {
+        let queued = self.ctx.out.queued_bytes(key);
+        let limit = self.ctx.cfg.backpressure_bytes;
+        let idle = self.ctx.out.is_idle(key);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let core = &mut conn.core;
+        match core.phase {
+            Phase::Open | Phase::Handshake => {
+                if queued > limit {
+                    core.set(flag::READ_PAUSED);
+                } else if core.has(flag::READ_PAUSED) {
+                    core.clear(flag::READ_PAUSED);
+                    self.resume.push(key);
+                }
+                if idle && self.ctx.out.slot(key).want_drain && self.is_phase(key, Phase::Open) {
+                    self.ctx.out.slot_mut(key).want_drain = false;
+                    self.with_conn(key, |h, c| h.on_drain(c));
+                }
+            }
+            Phase::Closing if idle => {
+                // Our close frame (or HTTP answer) is out: no more bytes from us.
+                if !core.has(flag::WRITE_SHUT) {
+                    conn.io.shutdown_write();
+                    core.set(flag::WRITE_SHUT);
+                }
+                if core.has(flag::CLOSE_RECEIVED) || core.has(flag::DISCARD_INPUT) {
+                    core.phase = Phase::Draining;
+                }
+                // Keep reading: the input is scanned for the peer's close, or discarded.
+                if core.has(flag::READ_PAUSED) {
+                    core.clear(flag::READ_PAUSED);
+                    self.resume.push(key);
+                }
+            }
+            Phase::Closing | Phase::Draining => {}
+        }
+    }
+
+    /// Reads from connections whose input was paused for backpressure and is
+    /// allowed again (done here, where the receive buffer is free).
+    fn resume_reads(&mut self) {
+        while let Some(key) = self.resume.pop() {
+            let pending = self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.core.has(flag::READ_PENDING));
+            if pending {
+                self.on_readable(key, true);
+            }
+        }
+    }
+
+    // ----- timers ------------------------------------------------------------
+
+    /// The connection's next deadline, from its phase and clock.
+    fn deadline(&self, core: &Core) -> Option<Millis> {
+        let cfg = &self.ctx.cfg;
+        let start = self.ctx.now.saturating_sub(core.since_stamp(self.ctx.now));
+        let ms = |d: Duration| d.as_millis() as Millis;
+        Some(match core.phase {
+            Phase::Handshake => start + ms(cfg.handshake_timeout),
+            Phase::Open => match (cfg.ping_interval, cfg.idle_timeout) {
+                (Some(ping), _) if !core.has(flag::PINGED) => start + ms(ping),
+                (_, Some(idle)) => start + ms(idle),
+                (Some(ping), None) => start + 2 * ms(ping),
+                (None, None) => return None,
+            },
+            Phase::Closing | Phase::Draining => start + ms(cfg.close_timeout),
+        })
+    }
+
+    /// Makes sure the wheel will look at `key` no later than its deadline.
+    fn arm_timer(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let Some(deadline) = self.deadline(&conn.core) else {
+            return;
+        };
+        let tick = deadline.div_ceil(TICK_MS);
+        let current = conn.core.timer_tick;
+        if current == u32::MAX || u64::from(current) > tick {
+            let gen = conn.core.gen;
+            let t = self.wheel.schedule(key as u32, gen, deadline);
+            self.conns[key].core.timer_tick = t as u32;
+        }
+    }
+
+    fn timers(&mut self) {
+        if self.accept_retry && self.listener.is_some() {
+            self.accept();
+        }
+        let mut expired = std::mem::take(&mut self.expired);
+        self.wheel.expire(self.ctx.now, &mut expired);
+        for e in expired.drain(..) {
+            let key = e.key as usize;
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.core.gen != e.gen || conn.core.timer_tick != e.tick {
+                continue; // stale entry: the connection was rescheduled
+            }
+            conn.core.timer_tick = u32::MAX;
+            match self.deadline(&self.conns[key].core) {
+                None => {}
+                Some(d) if d > self.ctx.now => self.arm_timer(key),
+                Some(_) => self.on_timeout(key),
+            }
+        }
+        self.expired = expired;
+        self.settle();
+    }
+
+    fn on_timeout(&mut self, key: usize) {
+        let cfg = self.ctx.cfg.clone();
+        let core = &mut self.conns[key].core;
+        match core.phase {
+            Phase::Handshake => {
+                self.ctx.stats.rejected[RejectReason::Timeout as usize].inc();
+                self.drop_conn(key);
+            }
+            Phase::Open if cfg.ping_interval.is_some() && !core.has(flag::PINGED) => {
+                core.set(flag::PINGED);
+                let gen = core.gen;
+                self.ctx.send(key, gen, OpCode::Ping, b"");
+                self.ctx.stats.pings_sent.inc();
+                self.arm_timer(key);
+            }
+            Phase::Open => {
+                self.ctx.stats.idle_timeouts.inc();
+                self.start_close(key, CloseCode::GOING_AWAY, "idle timeout", false, false);
+            }
+            Phase::Closing | Phase::Draining => self.drop_conn(key),
+        }
+    }
+
+    // ----- removal -----------------------------------------------------------
+
+    /// Removes the connection and closes its socket.
+    fn drop_conn(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        if self.conns[key].core.phase == Phase::Open {
+            self.leave_open(
+                key,
+                CloseCode::ABNORMAL,
+                "server dropped the connection",
+                false,
+            );
+        }
+        let conn = self.conns.remove(key);
+        self.ctx.out.forget(key);
+        let lifetime = (self.ctx.now as u32).wrapping_sub(conn.core.opened);
+        self.ctx.stats.record_duration(u64::from(lifetime));
+        self.ctx.stats.connections_open.set(self.conns.len() as u64);
+        self.ctx.handle.shared.open.fetch_sub(1, Ordering::Relaxed);
+        // Closing the socket removes it from the poller.
+        drop(conn);
+    }
+}
+
+/// Builds the per-worker handles and runs a worker on the current thread.
+pub(crate) fn spawn<H: Handler>(
+    index: u16,
+    poll: Poll,
+    listener: TcpListener,
+    inbox: mpsc::Receiver<Command>,
+    handler: H,
+    handle: ServerHandle,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    let worker = Worker::new(index, poll, listener, inbox, handler, handle)?;
+    std::thread::Builder::new()
+        .name(format!("edgews-worker-{index}"))
+        .spawn(move || worker.run())
+}
