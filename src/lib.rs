@@ -45,6 +45,7 @@
 //! async (`Future`) APIs — callbacks run on the event loop and must not block.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod http;
 pub mod protocol;
 pub mod pubsub;
 pub mod runtime;

@@ -20,6 +20,24 @@ pub enum SlowConsumerPolicy {
     Close,
 }
 
+/// permessage-deflate (RFC 7692), as offered to clients that ask for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Compression {
+    /// Never negotiate compression (default).
+    #[default]
+    Off,
+    /// No context takeover in either direction: one compressor per worker,
+    /// almost no memory per connection, and a broadcast is compressed once.
+    Shared,
+    /// Context takeover: a compressor and decompressor per connection, with
+    /// windows of `2^window_bits` bytes (9–15) to bound their memory.
+    Dedicated {
+        /// Base-2 log of the LZ77 window (9–15).
+        window_bits: u8,
+    },
+}
+
 /// Engine configuration.
 ///
 /// ```
@@ -74,6 +92,13 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Size of each worker's receive buffer, shared by all its connections. Default 256 KiB.
     pub receive_buffer_bytes: usize,
+    /// permessage-deflate mode. Default off.
+    pub compression: Compression,
+    /// Messages shorter than this are sent uncompressed even on a compressed
+    /// connection. Default 64 bytes.
+    pub compression_threshold_bytes: usize,
+    /// TLS: when set, every connection is wss (rustls inside the event loop).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -93,6 +118,9 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             receive_buffer_bytes: 256 << 10,
+            compression: Compression::Off,
+            compression_threshold_bytes: 64,
+            tls: None,
         }
     }
 }
@@ -140,6 +168,12 @@ impl Config {
         shutdown_timeout: Duration,
         /// Sets [`Config::receive_buffer_bytes`].
         receive_buffer_bytes: usize,
+        /// Sets [`Config::compression`].
+        compression: Compression,
+        /// Sets [`Config::compression_threshold_bytes`].
+        compression_threshold_bytes: usize,
+        /// Sets [`Config::tls`].
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     }
 
     /// Checks that the values make sense together.
@@ -187,6 +221,13 @@ impl Config {
         .unwrap_or(0);
         if longest > u128::from(u32::MAX / 2) {
             return bad("timeouts must be shorter than 24 days".into());
+        }
+        if let Compression::Dedicated { window_bits } = self.compression {
+            if !(9..=15).contains(&window_bits) {
+                return bad(format!(
+                    "compression window_bits must be 9 to 15, not {window_bits}"
+                ));
+            }
         }
         if self.receive_buffer_bytes < 4096 {
             return bad("receive_buffer_bytes must be at least 4096".into());

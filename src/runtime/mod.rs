@@ -28,7 +28,7 @@ mod timer;
 mod transport;
 mod worker;
 
-pub use config::{Config, SlowConsumerPolicy};
+pub use config::{Compression, Config, SlowConsumerPolicy};
 pub use conn::{Conn, SendStatus};
 pub use error::Error;
 pub use handle::ServerHandle;

@@ -1,6 +1,15 @@
 //! The byte stream under a connection. Workers only read plaintext from and
 //! write plaintext to a [`Transport`]; what carries it is decided here, so a
-//! TLS session can be added as another variant without touching the workers.
+//! TLS session is another variant and the workers do not change.
+//!
+//! The contract a variant keeps:
+//! - `read` returns plaintext, `WouldBlock` when there is none yet (a TLS
+//!   handshake in progress reads and writes records inside it), `Ok(0)` at EOF.
+//! - `write_vectored` takes plaintext; it may keep some output buffered
+//!   inside (TLS records the socket did not take), reported by
+//!   `has_buffered_output` and pushed on by `flush` when the socket becomes
+//!   writable. It returns `WouldBlock` rather than buffer without bound.
+//! - `shutdown_write` ends our direction (TLS: close_notify first).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -17,6 +26,25 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
+    /// Wraps a freshly accepted socket.
+    pub fn new(stream: TcpStream) -> Transport {
+        Transport::Plain(stream)
+    }
+
+    /// Writes output buffered inside the transport; `Ok(true)` when none is left.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        match self {
+            Transport::Plain(_) => Ok(true),
+        }
+    }
+
+    /// True while output is buffered inside the transport.
+    pub fn has_buffered_output(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+        }
+    }
+
     /// Reads plaintext into `buf`.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

@@ -220,7 +220,7 @@ impl<H: Handler> Worker<H> {
         self.next_gen = self.next_gen.wrapping_add(1).max(1);
         let now = self.ctx.now;
         entry.insert(Connection {
-            io: Transport::Plain(stream),
+            io: Transport::new(stream),
             decoder: Decoder::new(),
             core: Core {
                 gen,
@@ -413,7 +413,8 @@ impl<H: Handler> Worker<H> {
         let request = Request { http: &req, peer };
         let upgrade = match kind {
             server::RequestKind::Http => {
-                let resp = self.handler.on_http(&request);
+                let resp = crate::http::builtin(&request, &self.ctx.handle)
+                    .unwrap_or_else(|| self.handler.on_http(&request));
                 let mut out = Vec::with_capacity(128 + resp.body.len());
                 resp.write_to(&mut out);
                 self.ctx.stats.http_requests.inc();
@@ -670,6 +671,11 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        match conn.io.flush() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(_) => return self.lost(key),
+        }
         match self.ctx.out.write_queue(key, &mut conn.io) {
             Ok(_) => self.after_write(key),
             Err(_) => self.lost(key),
@@ -705,10 +711,10 @@ impl<H: Handler> Worker<H> {
     fn after_write(&mut self, key: usize) {
         let queued = self.ctx.out.queued_bytes(key);
         let limit = self.ctx.cfg.backpressure_bytes;
-        let idle = self.ctx.out.is_idle(key);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let idle = self.ctx.out.is_idle(key) && !conn.io.has_buffered_output();
         let core = &mut conn.core;
         match core.phase {
             Phase::Open | Phase::Handshake => {
