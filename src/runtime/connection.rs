@@ -111,3 +111,22 @@ impl Core {
         self.ext.get_or_insert_with(Default::default)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The memory budget of an idle connection: slab entry + outbox slot +
+    /// timer entry must stay under uWebSockets' 104 bytes (measured RSS per
+    /// idle connection is in the README). Debug builds of mio add 8 bytes of
+    /// selector id to the socket, hence the slack here.
+    #[test]
+    fn idle_connection_stays_small() {
+        let conn = std::mem::size_of::<super::Connection<()>>();
+        let slot = std::mem::size_of::<crate::runtime::outbox::Slot>();
+        assert!(conn <= 64, "Connection<()> grew to {conn} bytes");
+        assert!(slot <= 24, "outbox Slot grew to {slot} bytes");
+        assert_eq!(
+            std::mem::size_of::<crate::protocol::Decoder<crate::protocol::Server>>(),
+            8
+        );
+    }
+}

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use edgews::runtime::{shutdown_on_signals, Config, Server, SlowConsumerPolicy};
+use edgews::runtime::{shutdown_on_signals, Compression, Config, Server, SlowConsumerPolicy};
 
 /// A fast, lean WebSocket server.
 #[derive(Parser, Debug)]
@@ -43,6 +43,17 @@ enum SlowConsumer {
     Drop,
     /// Close such a member with 1008.
     Close,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum CompressionArg {
+    /// Never negotiate permessage-deflate.
+    Off,
+    /// No context takeover: one compressor per worker, ~0 bytes per connection,
+    /// broadcasts compressed once.
+    Shared,
+    /// Context takeover: a compressor per connection (better ratio, more memory).
+    Dedicated,
 }
 
 /// Options of `edgews echo`.
@@ -83,6 +94,16 @@ struct EchoArgs {
     /// Seconds allowed for the opening handshake.
     #[arg(long, default_value_t = 10)]
     handshake_timeout: u64,
+    /// permessage-deflate mode.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Off)]
+    compression: CompressionArg,
+    /// LZ77 window of `--compression dedicated`, as a power of two (9-15):
+    /// smaller windows cap the memory of each connection's compressor.
+    #[arg(long, default_value_t = 15)]
+    compression_window_bits: u8,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    #[arg(long, default_value_t = 64)]
+    compression_threshold: usize,
     /// Enable the text pub-sub protocol: `sub:<room>`, `unsub:<room>`,
     /// `pub:<room>:<payload>` (sends <payload> to every member of <room>).
     /// Any other message is echoed.
@@ -115,7 +136,15 @@ impl EchoArgs {
             .max_connections(self.max_connections)
             .idle_timeout(secs(self.idle_timeout))
             .ping_interval(secs(self.ping_interval))
-            .handshake_timeout(Duration::from_secs(self.handshake_timeout.max(1)));
+            .handshake_timeout(Duration::from_secs(self.handshake_timeout.max(1)))
+            .compression(match self.compression {
+                CompressionArg::Off => Compression::Off,
+                CompressionArg::Shared => Compression::Shared,
+                CompressionArg::Dedicated => Compression::Dedicated {
+                    window_bits: self.compression_window_bits,
+                },
+            })
+            .compression_threshold_bytes(self.compression_threshold);
         if let Some(w) = self.workers {
             cfg = cfg.workers(w);
         }
