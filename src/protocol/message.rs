@@ -25,6 +25,14 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// The opcode of the frame that carries it.
+    pub fn opcode(&self) -> super::OpCode {
+        match self {
+            Message::Text(_) => super::OpCode::Text,
+            Message::Binary(_) => super::OpCode::Binary,
+        }
+    }
+
     /// True for a text message.
     pub fn is_text(&self) -> bool {
         matches!(self, Message::Text(_))

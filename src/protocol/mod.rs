@@ -15,6 +15,7 @@
 
 pub mod close;
 pub mod decoder;
+pub mod deflate;
 pub mod encoder;
 mod error;
 pub mod frame;

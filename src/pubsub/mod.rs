@@ -12,7 +12,9 @@
 //! Slow members are bounded by [`crate::runtime::Config::backpressure_bytes`]
 //! and [`crate::runtime::SlowConsumerPolicy`].
 
+mod published;
 mod rooms;
 
+pub(crate) use published::Published;
 pub use rooms::RoomStats;
 pub(crate) use rooms::Rooms;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::protocol::{server_frame, CloseCode, Message, OpCode};
-use crate::pubsub::{RoomStats, Rooms};
+use crate::protocol::{server_frame_with, CloseCode, Message, OpCode};
+use crate::pubsub::{Published, RoomStats, Rooms};
 
+use super::compression::Compressors;
 use super::config::{Config, SlowConsumerPolicy};
 use super::connection::{flag, Core, Phase};
 use super::handle::ServerHandle;
@@ -53,6 +54,7 @@ pub(crate) struct Ctx {
     pub handle: ServerHandle,
     pub stats: Arc<WorkerStats>,
     pub now: Millis,
+    pub deflate: Compressors,
 }
 
 impl Ctx {
@@ -62,7 +64,12 @@ impl Ctx {
         if let Some(status) = self.over_hard_limit(key, gen, queued) {
             return status;
         }
-        self.out.frame(key, opcode, false, payload);
+        let byte = self.out.slot(key).deflate;
+        if !opcode.is_control() && self.deflate.compress(key, byte, payload) {
+            self.out.frame(key, opcode, true, &self.deflate.scratch);
+        } else {
+            self.out.frame(key, opcode, false, payload);
+        }
         self.after_send(key, opcode, queued + payload.len())
     }
 
@@ -105,21 +112,24 @@ impl Ctx {
         }
     }
 
-    /// Queues a published frame to this worker's members of `room`, except
-    /// `exclude`, applying the slow-consumer policy. The frame is stored once.
-    pub fn fanout(&mut self, room: &str, frame: &Bytes, exclude: Option<usize>) {
+    /// Queues a published message to this worker's members of `room`, except
+    /// `exclude`, applying the slow-consumer policy. Each form of the message
+    /// (plain, compressed per window size) is stored once and shared.
+    pub fn fanout(&mut self, room: &str, msg: &Published, exclude: Option<usize>) {
         let Ctx {
             rooms,
             out,
             closes,
             cfg,
             stats,
+            deflate,
             ..
         } = self;
         let Some(room) = rooms.get_mut(room) else {
             return;
         };
-        let mut shared = None;
+        // Stored frame indexes: [0] plain, [1 + bits - 9] compressed with a window of `bits`.
+        let mut stored = [u32::MAX; 8];
         let (mut delivered, mut dropped, mut closed) = (0u64, 0u64, 0u64);
         for &m in room.members() {
             let m = m as usize;
@@ -145,9 +155,44 @@ impl Ctx {
                 }
                 continue;
             }
-            let idx = *shared.get_or_insert_with(|| out.share(frame.clone()));
-            out.shared(m, idx);
             delivered += 1;
+            let byte = out.slot(m).deflate;
+            if Compressors::is_dedicated(byte) {
+                // Its own compressor: the peer's window holds this connection's history.
+                if deflate.compress(m, byte, msg.payload()) {
+                    out.frame(m, msg.opcode, true, &deflate.scratch);
+                    continue;
+                }
+            } else if byte != 0 {
+                let at = 1 + usize::from(byte.clamp(9, 15) - 9);
+                if stored[at] == u32::MAX {
+                    let frame = if byte >= 15 {
+                        msg.deflated
+                            .get_or_init(|| {
+                                deflate
+                                    .compress_shared(15, msg.payload())
+                                    .then(|| server_frame_with(msg.opcode, true, &deflate.scratch))
+                            })
+                            .clone()
+                    } else {
+                        deflate
+                            .compress_shared(byte, msg.payload())
+                            .then(|| server_frame_with(msg.opcode, true, &deflate.scratch))
+                    };
+                    stored[at] = match frame {
+                        Some(f) => out.share(f),
+                        None => u32::MAX - 1, // under the threshold: send it plain
+                    };
+                }
+                if stored[at] != u32::MAX - 1 {
+                    out.shared(m, stored[at]);
+                    continue;
+                }
+            }
+            if stored[0] == u32::MAX {
+                stored[0] = out.share(msg.frame.clone());
+            }
+            out.shared(m, stored[0]);
         }
         room.stats.published += 1;
         room.stats.delivered += delivered;
@@ -198,10 +243,7 @@ impl<D> Conn<'_, D> {
 
     /// Sends a text or binary message.
     pub fn send(&mut self, msg: Message<'_>) -> SendStatus {
-        match msg {
-            Message::Text(t) => self.send_text(t),
-            Message::Binary(b) => self.send_binary(b),
-        }
+        self.send_op(msg.opcode(), msg.as_bytes())
     }
 
     /// Sends a text message.
@@ -295,18 +337,13 @@ impl<D> Conn<'_, D> {
     }
 
     fn publish_inner(&mut self, room: &str, msg: Message<'_>, exclude: Option<ConnId>) {
-        let opcode = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
-        let frame = server_frame(opcode, msg.as_bytes());
+        let published = Arc::new(Published::new(msg.opcode(), msg.as_bytes()));
         self.ctx.stats.publishes.inc();
         self.ctx
-            .fanout(room, &frame, exclude.map(|id| id.key as usize));
+            .fanout(room, &published, exclude.map(|id| id.key as usize));
         self.ctx
             .handle
-            .forward_publish(self.ctx.index, room, frame, exclude);
+            .forward_publish(self.ctx.index, room, published, exclude);
     }
 
     /// Sends to any connection of the server by id. Returns false when the id
@@ -322,12 +359,7 @@ impl<D> Conn<'_, D> {
         if !self.ctx.out.is_live(key, id.gen) {
             return false;
         }
-        let opcode = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
-        self.ctx.send(key, id.gen, opcode, msg.as_bytes()) != SendStatus::Dropped
+        self.ctx.send(key, id.gen, msg.opcode(), msg.as_bytes()) != SendStatus::Dropped
     }
 
     /// Members of `room` on this connection's worker.

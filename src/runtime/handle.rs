@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::protocol::{server_frame, CloseCode, Message, OpCode};
+use crate::protocol::{server_frame, CloseCode, Message};
+use crate::pubsub::Published;
 
 use super::config::Config;
 use super::handler::ConnId;
@@ -22,7 +23,7 @@ pub(crate) enum Command {
     /// Fan a framed message out to the worker's members of `room`.
     Publish {
         room: Arc<str>,
-        frame: Bytes,
+        msg: Arc<Published>,
         exclude: Option<ConnId>,
     },
     /// Queue a framed message for one connection.
@@ -115,17 +116,12 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Publishes to every member of `room` on every worker (framed once).
     pub fn publish(&self, room: &str, msg: Message<'_>) {
-        let opcode = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
-        let frame = server_frame(opcode, msg.as_bytes());
+        let published = Arc::new(Published::new(msg.opcode(), msg.as_bytes()));
         let room: Arc<str> = room.into();
         for link in &self.shared.links {
             link.send(Command::Publish {
                 room: room.clone(),
-                frame: frame.clone(),
+                msg: published.clone(),
                 exclude: None,
             });
         }
@@ -136,7 +132,7 @@ impl ServerHandle {
         &self,
         from: u16,
         room: &str,
-        frame: Bytes,
+        msg: Arc<Published>,
         exclude: Option<ConnId>,
     ) {
         if self.shared.links.len() < 2 {
@@ -147,7 +143,7 @@ impl ServerHandle {
             if i != usize::from(from) {
                 link.send(Command::Publish {
                     room: room.clone(),
-                    frame: frame.clone(),
+                    msg: msg.clone(),
                     exclude,
                 });
             }
@@ -157,12 +153,7 @@ impl ServerHandle {
     /// Sends a message to one connection. False when its worker is gone; a
     /// stale id is ignored by the worker.
     pub fn send(&self, id: ConnId, msg: Message<'_>) -> bool {
-        let opcode = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
-        let frame = server_frame(opcode, msg.as_bytes());
+        let frame = server_frame(msg.opcode(), msg.as_bytes());
         self.link(id)
             .is_some_and(|l| l.send(Command::Send { id, frame }))
     }

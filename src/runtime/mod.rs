@@ -13,6 +13,7 @@
 //! a lazy wheel; a connection holds heap memory only while it has a partial
 //! message or unsent bytes.
 
+mod compression;
 mod config;
 mod conn;
 mod connection;

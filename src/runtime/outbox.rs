@@ -44,6 +44,9 @@ pub(crate) struct Slot {
     pub blocked: bool,
     /// The queue went over the backpressure limit: tell the handler when it drains.
     pub want_drain: bool,
+    /// permessage-deflate: 0 off, else the window bits we compress with,
+    /// plus [`super::compression::DEDICATED`] for a connection with its own compressor.
+    pub deflate: u8,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -19,9 +19,10 @@ use slab::Slab;
 use crate::protocol::close::encode_close_payload;
 use crate::protocol::handshake::{self, header_buf, server, HandshakeError};
 use crate::protocol::{
-    CloseCode, Decoder, DecoderConfig, Event, Input, OpCode, Parse, ProtocolError,
+    CloseCode, Decoder, DecoderConfig, Event, Input, Message, OpCode, Parse, ProtocolError,
 };
 
+use super::compression::Compressors;
 use super::conn::{CloseRequest, Conn, Ctx};
 use super::connection::{flag, Connection, Core, Phase};
 use super::handle::{Command, Link, ServerHandle};
@@ -39,6 +40,8 @@ const WHEEL_SLOTS: usize = 512;
 /// Most connections accepted per listener event, so a flood of connects
 /// cannot starve the connections already open.
 const ACCEPTS_PER_EVENT: usize = 256;
+/// The buffer inflated messages land in is freed after use past this size.
+const INFLATED_KEEP_BYTES: usize = 1 << 20;
 
 pub(crate) struct Worker<H: Handler> {
     poll: Poll,
@@ -48,6 +51,8 @@ pub(crate) struct Worker<H: Handler> {
     handler: H,
     ctx: Ctx,
     rbuf: Vec<u8>,
+    /// Where compressed messages are inflated (one per worker, like `rbuf`).
+    inflated: Vec<u8>,
     wheel: TimerWheel,
     started: Instant,
     next_gen: u32,
@@ -74,6 +79,7 @@ impl<H: Handler> Worker<H> {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let cfg = handle.shared.cfg.clone();
         let stats = handle.shared.stats[usize::from(index)].clone();
+        let cfg_deflate = (cfg.compression, cfg.compression_threshold_bytes);
         Ok(Worker {
             poll,
             listener: Some(listener),
@@ -81,6 +87,7 @@ impl<H: Handler> Worker<H> {
             conns: Slab::new(),
             handler,
             rbuf: vec![0; cfg.receive_buffer_bytes],
+            inflated: Vec::new(),
             ctx: Ctx {
                 index,
                 cfg,
@@ -90,6 +97,7 @@ impl<H: Handler> Worker<H> {
                 handle,
                 stats,
                 now: 0,
+                deflate: Compressors::new(cfg_deflate.0, cfg_deflate.1),
             },
             wheel: TimerWheel::new(TICK_MS, WHEEL_SLOTS, 0),
             started: Instant::now(),
@@ -245,15 +253,11 @@ impl<H: Handler> Worker<H> {
         self.link().clear_notified();
         while let Ok(cmd) = self.inbox.try_recv() {
             match cmd {
-                Command::Publish {
-                    room,
-                    frame,
-                    exclude,
-                } => {
+                Command::Publish { room, msg, exclude } => {
                     let exclude = exclude
                         .filter(|id| id.worker == self.ctx.index)
                         .map(|id| id.key as usize);
-                    self.ctx.fanout(&room, &frame, exclude);
+                    self.ctx.fanout(&room, &msg, exclude);
                 }
                 Command::Send { id, frame } => {
                     if let Some(key) = self.live_open(id) {
@@ -433,8 +437,15 @@ impl<H: Handler> Worker<H> {
                 return;
             }
         };
+        let (deflate, extensions) = self.ctx.deflate.negotiate(key, &req);
+        self.ctx.out.slot_mut(key).deflate = deflate;
         let mut resp = Vec::with_capacity(160);
-        server::write_accept_response(&mut resp, upgrade.key, accept.protocol.as_deref(), None);
+        server::write_accept_response(
+            &mut resp,
+            upgrade.key,
+            accept.protocol.as_deref(),
+            extensions.as_deref(),
+        );
         self.ctx.out.raw(key, &resp);
         let conn = &mut self.conns[key];
         conn.data = Some(accept.data);
@@ -472,21 +483,22 @@ impl<H: Handler> Worker<H> {
 
     // ----- frames ------------------------------------------------------------
 
-    fn decoder_config(&self) -> DecoderConfig {
+    fn decoder_config(&self, key: usize) -> DecoderConfig {
         DecoderConfig {
             max_message_bytes: self.ctx.cfg.max_message_bytes,
-            allow_rsv1: false,
+            allow_rsv1: self.ctx.out.slot(key).deflate != 0,
         }
     }
 
     fn frames_input(&mut self, key: usize, bytes: &mut [u8]) {
-        let dcfg = self.decoder_config();
+        let dcfg = self.decoder_config(key);
         let mut input = Input::new(bytes);
         loop {
             let Worker {
                 conns,
                 handler,
                 ctx,
+                inflated,
                 ..
             } = &mut *self;
             let Some(conn) = conns.get_mut(key) else {
@@ -524,9 +536,43 @@ impl<H: Handler> Worker<H> {
                         );
                     }
                 }
-                Event::Compressed { .. } => {
+                Event::Compressed { binary, payload } => {
                     // RSV1 is refused by the decoder unless deflate was negotiated.
-                    unreachable!("compressed frame without a negotiated extension")
+                    let byte = ctx.out.slot(key).deflate;
+                    inflated.clear();
+                    let limit = ctx.cfg.max_message_bytes;
+                    let msg = match ctx.deflate.inflate(key, byte, payload, inflated, limit) {
+                        Ok(()) if binary => Ok(Message::Binary(&inflated[..])),
+                        Ok(()) => simdutf8::basic::from_utf8(&inflated[..])
+                            .map(Message::Text)
+                            .map_err(|_| ProtocolError::invalid_utf8()),
+                        Err(e) => Err(e),
+                    };
+                    match msg {
+                        Ok(msg) => {
+                            ctx.stats.messages_in.inc();
+                            ctx.stats.message_bytes_in.add(msg.len() as u64);
+                            if open && !core.has(flag::CLOSE_REQUESTED) {
+                                let data = data.as_mut().expect("an open connection has data");
+                                handler.on_message(
+                                    &mut Conn {
+                                        key,
+                                        core,
+                                        data,
+                                        ctx,
+                                    },
+                                    msg,
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            self.fail(key, &e);
+                            return;
+                        }
+                    }
+                    if inflated.capacity() > INFLATED_KEEP_BYTES {
+                        *inflated = Vec::new();
+                    }
                 }
                 Event::Ping(payload) => {
                     ctx.stats.frame_in(OpCode::Ping);
@@ -862,6 +908,8 @@ impl<H: Handler> Worker<H> {
             );
         }
         let conn = self.conns.remove(key);
+        let deflate = self.ctx.out.slot(key).deflate;
+        self.ctx.deflate.forget(key, deflate);
         self.ctx.out.forget(key);
         let lifetime = (self.ctx.now as u32).wrapping_sub(conn.core.opened);
         self.ctx.stats.record_duration(u64::from(lifetime));

@@ -1,0 +1,323 @@
+//! Compressing and inflating whole messages (RFC 7692 §7.2).
+//!
+//! A compressed message is the raw DEFLATE data of the payload, flushed with
+//! a sync flush and without the final `00 00 FF FF`. With context takeover,
+//! the LZ77 window carries over from one message to the next; without, each
+//! message starts afresh.
+//!
+//! The backend is zlib-rs through flate2 (measured against miniz_oxide: 2.5x
+//! faster compression and 3.7-6.6x faster inflation on 100 B-1 KiB messages,
+//! and it supports window sizes below 15 bits).
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use crate::protocol::ProtocolError;
+
+/// The tail a sync flush ends with; stripped by the sender, re-added by the receiver.
+const TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
+
+/// Compression level: fast. Level 1 compresses typical JSON chat messages to
+/// about a quarter at several times the speed of the default level 6.
+const LEVEL: u32 = 1;
+
+/// Compresses messages for one direction of one connection (context
+/// takeover), or for any number of connections (no context takeover).
+///
+/// ```
+/// use edgews::protocol::deflate::{Deflater, Inflater};
+/// let mut d = Deflater::new(15, true);
+/// let mut i = Inflater::new(15, true);
+/// let (mut z, mut plain) = (Vec::new(), Vec::new());
+/// d.compress(b"hello hello hello hello", &mut z);
+/// i.inflate(&z, &mut plain, 1 << 20).unwrap();
+/// assert_eq!(plain, b"hello hello hello hello");
+/// ```
+#[derive(Debug)]
+pub struct Deflater {
+    zlib: Compress,
+    no_context_takeover: bool,
+}
+
+impl Deflater {
+    /// A compressor with a window of `2^window_bits` bytes (9–15; out-of-range
+    /// values are clamped). With `no_context_takeover`, every message is
+    /// compressed on its own.
+    pub fn new(window_bits: u8, no_context_takeover: bool) -> Self {
+        let zlib = Compress::new_with_window_bits(
+            Compression::new(LEVEL),
+            false,
+            window_bits.clamp(9, 15),
+        );
+        Deflater {
+            zlib,
+            no_context_takeover,
+        }
+    }
+
+    /// Appends the compressed form of `message` to `out`.
+    pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) {
+        let mut input = message;
+        loop {
+            out.reserve(input.len() / 2 + 64);
+            let before = self.zlib.total_in();
+            // Only misuse of the stream (not the data) can make zlib fail here.
+            self.zlib
+                .compress_vec(input, out, FlushCompress::Sync)
+                .expect("deflate with a sync flush cannot fail on a healthy stream");
+            input = &input[(self.zlib.total_in() - before) as usize..];
+            // Spare room left in `out` means the flush is complete.
+            if input.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+        }
+        debug_assert!(out.ends_with(&TAIL));
+        out.truncate(out.len() - TAIL.len());
+        if self.no_context_takeover {
+            self.zlib.reset();
+        }
+    }
+}
+
+/// Inflates the messages of one connection (context takeover) or of any
+/// number of connections (no context takeover), never producing more than a
+/// given limit.
+#[derive(Debug)]
+pub struct Inflater {
+    zlib: Decompress,
+    no_context_takeover: bool,
+}
+
+impl Inflater {
+    /// An inflater for a peer that compresses with windows of up to
+    /// `2^window_bits` bytes (a larger window than the peer's is fine).
+    pub fn new(window_bits: u8, no_context_takeover: bool) -> Self {
+        let zlib = Decompress::new_with_window_bits(false, window_bits.clamp(9, 15));
+        Inflater {
+            zlib,
+            no_context_takeover,
+        }
+    }
+
+    /// Appends the inflated `message` to `out`.
+    ///
+    /// Fails with 1009 as soon as the output would pass `limit` bytes (so a
+    /// small bomb costs at most `limit` bytes of memory), and with 1007 on
+    /// invalid data. After an error the inflater must not be used again for
+    /// this connection.
+    pub fn inflate(
+        &mut self,
+        message: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), ProtocolError> {
+        let start = out.len();
+        let mut input = message;
+        let mut tail_fed = false;
+        loop {
+            if out.len() == out.capacity() {
+                let room = limit - (out.len() - start) + 1;
+                let grow = (out.len() - start).max(4096).min(room);
+                out.reserve_exact(grow);
+            }
+            let (in_before, out_before) = (self.zlib.total_in(), self.zlib.total_out());
+            let status = self
+                .zlib
+                .decompress_vec(input, out, FlushDecompress::Sync)
+                .map_err(|_| ProtocolError::inflate_failed())?;
+            input = &input[(self.zlib.total_in() - in_before) as usize..];
+            let produced = self.zlib.total_out() - out_before;
+            if out.len() - start > limit {
+                return Err(ProtocolError::message_too_large(limit));
+            }
+            if status == Status::StreamEnd {
+                // The peer ended the stream (BFINAL): nothing may follow in this message.
+                if !input.is_empty() {
+                    return Err(ProtocolError::inflate_failed());
+                }
+                self.zlib.reset(false);
+                return Ok(());
+            }
+            let room_left = out.len() < out.capacity();
+            if input.is_empty() && room_left {
+                if tail_fed {
+                    break;
+                }
+                input = &TAIL;
+                tail_fed = true;
+            } else if produced == 0 && room_left && self.zlib.total_in() == in_before {
+                // No progress with input and room available: truncated or corrupt data.
+                return Err(ProtocolError::inflate_failed());
+            }
+        }
+        if self.no_context_takeover {
+            self.zlib.reset(false);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::CloseCode;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rfc7692_examples() {
+        // §7.2.3.1: "Hello", no context takeover.
+        let mut i = Inflater::new(15, true);
+        let mut out = Vec::new();
+        i.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out, 100)
+            .unwrap();
+        assert_eq!(out, b"Hello");
+        // §7.2.3.2: a second "Hello" referring back to the first.
+        let mut i = Inflater::new(15, false);
+        let mut out = Vec::new();
+        i.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out, 100)
+            .unwrap();
+        out.clear();
+        i.inflate(&[0xf2, 0x00, 0x11, 0x00, 0x00], &mut out, 100)
+            .unwrap();
+        assert_eq!(out, b"Hello");
+        // §7.2.3.3: a stored block.
+        let mut out = Vec::new();
+        Inflater::new(15, true)
+            .inflate(
+                &[
+                    0x00, 0x05, 0x00, 0xfa, 0xff, b'H', b'e', b'l', b'l', b'o', 0x00,
+                ],
+                &mut out,
+                100,
+            )
+            .unwrap();
+        assert_eq!(out, b"Hello");
+        // §7.2.3.6: an empty message compresses to a single 0x00 byte.
+        let mut z = Vec::new();
+        Deflater::new(15, true).compress(b"", &mut z);
+        assert_eq!(z, [0x00]);
+        let mut out = Vec::new();
+        Inflater::new(15, true).inflate(&z, &mut out, 100).unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn context_takeover_shrinks_repeated_messages() {
+        let msg =
+            b"{\"type\":\"chat\",\"room\":\"lobby\",\"text\":\"the same words again and again\"}";
+        let (mut with, mut without) = (Deflater::new(15, false), Deflater::new(15, true));
+        let mut inflater = Inflater::new(15, false);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for round in 0..20 {
+            a.clear();
+            b.clear();
+            with.compress(msg, &mut a);
+            without.compress(msg, &mut b);
+            let mut plain = Vec::new();
+            inflater.inflate(&a, &mut plain, 1 << 20).unwrap();
+            assert_eq!(plain, msg);
+            if round > 0 {
+                assert!(
+                    a.len() < b.len() / 2,
+                    "round {round}: {} vs {}",
+                    a.len(),
+                    b.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn small_windows_round_trip() {
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 1000) as u8)
+            .collect();
+        for bits in 9..=15 {
+            let mut d = Deflater::new(bits, false);
+            let mut i = Inflater::new(bits, false);
+            for _ in 0..3 {
+                let mut z = Vec::new();
+                d.compress(&data, &mut z);
+                let mut out = Vec::new();
+                i.inflate(&z, &mut out, data.len()).unwrap();
+                assert!(out == data, "window bits {bits}");
+            }
+        }
+    }
+
+    #[test]
+    fn bombs_stop_at_the_limit() {
+        // 64 MiB of zeros, compressed as an attacker would (best ratio, ~1000:1).
+        let zeros = vec![0u8; 64 << 20];
+        let mut z = Vec::with_capacity(128 << 10);
+        Compress::new(Compression::best(), false)
+            .compress_vec(&zeros, &mut z, FlushCompress::Sync)
+            .unwrap();
+        z.truncate(z.len() - 4);
+        assert!(z.len() < 100 << 10, "{}", z.len());
+        let limit = 1 << 20;
+        let mut out = Vec::new();
+        let err = Inflater::new(15, true)
+            .inflate(&z, &mut out, limit)
+            .unwrap_err();
+        assert_eq!(err.close_code(), CloseCode::MESSAGE_TOO_BIG);
+        assert!(
+            out.capacity() <= limit + 1 + 4096,
+            "buffer grew to {}",
+            out.capacity()
+        );
+        // Exactly at the limit is fine.
+        let mut out = Vec::new();
+        let mut z = Vec::new();
+        Deflater::new(15, true).compress(&zeros[..limit], &mut z);
+        Inflater::new(15, true)
+            .inflate(&z, &mut out, limit)
+            .unwrap();
+        assert_eq!(out.len(), limit);
+    }
+
+    #[test]
+    fn corrupt_data_is_1007() {
+        let mut out = Vec::new();
+        let err = Inflater::new(15, true)
+            .inflate(&[0xff, 0xff, 0xff, 0x00], &mut out, 100)
+            .unwrap_err();
+        assert_eq!(err.close_code(), CloseCode::INVALID_PAYLOAD);
+        // Data after a final block (BFINAL).
+        let mut fin = Vec::with_capacity(64);
+        Compress::new(Compression::new(1), false)
+            .compress_vec(b"abc", &mut fin, FlushCompress::Finish)
+            .unwrap();
+        fin.push(0x42);
+        let err = Inflater::new(15, true)
+            .inflate(&fin, &mut out, 100)
+            .unwrap_err();
+        assert_eq!(err.close_code(), CloseCode::INVALID_PAYLOAD);
+        // A final block alone is a valid message.
+        fin.pop();
+        out.clear();
+        Inflater::new(15, false)
+            .inflate(&fin, &mut out, 100)
+            .unwrap();
+        assert_eq!(out, b"abc");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn round_trips_any_sequence(
+            messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 1..8),
+            takeover in any::<bool>(),
+            bits in 9u8..=15,
+        ) {
+            let mut d = Deflater::new(bits, !takeover);
+            let mut i = Inflater::new(bits, !takeover);
+            for m in &messages {
+                let mut z = Vec::new();
+                d.compress(m, &mut z);
+                let mut out = Vec::new();
+                i.inflate(&z, &mut out, 4000).unwrap();
+                prop_assert_eq!(&out, m);
+            }
+        }
+    }
+}

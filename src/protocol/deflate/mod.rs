@@ -1,0 +1,23 @@
+//! permessage-deflate (RFC 7692): negotiation and message compression.
+//!
+//! - [`negotiate`] picks the first acceptable offer from the client's
+//!   `Sec-WebSocket-Extensions` under a [`DeflatePolicy`] and gives the
+//!   [`DeflateParams`] and the answer header.
+//! - [`Deflater`] and [`Inflater`] compress and inflate whole messages
+//!   (the decoder reassembles fragments first), the inflater with a hard
+//!   output limit so a decompression bomb costs no more than the message
+//!   size limit.
+//!
+//! Who holds what: without context takeover both ways (the runtime's
+//! "shared" mode) one `Deflater` and one `Inflater` per worker serve every
+//! connection, and a broadcast is compressed once. With context takeover
+//! ("dedicated") each connection has its own pair, and every message to it
+//! must go through its own `Deflater`: the peer's inflater window holds the
+//! connection's earlier messages, and a frame compressed elsewhere would
+//! shift it under our compressor's back-references.
+
+mod codec;
+mod negotiation;
+
+pub use codec::{Deflater, Inflater};
+pub use negotiation::{negotiate, DeflateParams, DeflatePolicy};

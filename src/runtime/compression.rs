@@ -1,0 +1,153 @@
+//! permessage-deflate in the worker: who compresses with what.
+//!
+//! Shared mode (no context takeover both ways): one inflater and one
+//! compressor per window size per worker serve every connection, so a
+//! connection costs one byte of state (its window size, kept in its outbox
+//! slot). Dedicated mode: each connection owns a compressor and an inflater.
+
+use std::collections::HashMap;
+
+use crate::protocol::deflate::{DeflateParams, DeflatePolicy, Deflater, Inflater};
+use crate::protocol::handshake::Request;
+use crate::protocol::ProtocolError;
+
+use super::config::Compression;
+
+/// Marks a connection with its own compressor pair in the slot's deflate byte.
+pub(crate) const DEDICATED: u8 = 0x80;
+
+/// A connection's own compressor and inflater (dedicated mode).
+#[derive(Debug)]
+struct Pair {
+    deflater: Deflater,
+    inflater: Inflater,
+}
+
+/// The compression state of one worker.
+#[derive(Debug)]
+pub(crate) struct Compressors {
+    mode: Compression,
+    threshold: usize,
+    /// No-context-takeover compressors by window bits 9..=15, made on first use.
+    shared: [Option<Deflater>; 7],
+    shared_inflater: Inflater,
+    dedicated: HashMap<u32, Box<Pair>>,
+    /// Output of the last compression.
+    pub scratch: Vec<u8>,
+}
+
+impl Compressors {
+    pub fn new(mode: Compression, threshold: usize) -> Self {
+        Compressors {
+            mode,
+            threshold,
+            shared: Default::default(),
+            shared_inflater: Inflater::new(15, true),
+            dedicated: HashMap::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Negotiates for a new connection `key`. Returns the slot's deflate byte
+    /// (0: uncompressed) and the `Sec-WebSocket-Extensions` answer.
+    pub fn negotiate(&mut self, key: usize, req: &Request<'_>) -> (u8, Option<String>) {
+        let policy = match self.mode {
+            Compression::Off => return (0, None),
+            Compression::Shared => DeflatePolicy {
+                no_context_takeover: true,
+                max_window_bits: 15,
+            },
+            Compression::Dedicated { window_bits } => DeflatePolicy {
+                no_context_takeover: false,
+                max_window_bits: window_bits,
+            },
+        };
+        let offers = req
+            .headers_named("sec-websocket-extensions")
+            .filter_map(|v| std::str::from_utf8(v).ok());
+        let Some((params, answer)) = crate::protocol::deflate::negotiate(offers, policy) else {
+            return (0, None);
+        };
+        let byte = self.adopt(key, params);
+        (byte, Some(answer))
+    }
+
+    fn adopt(&mut self, key: usize, p: DeflateParams) -> u8 {
+        if p.server_no_context_takeover && p.client_no_context_takeover {
+            return p.server_window_bits;
+        }
+        let pair = Pair {
+            deflater: Deflater::new(p.server_window_bits, p.server_no_context_takeover),
+            inflater: Inflater::new(p.client_window_bits, p.client_no_context_takeover),
+        };
+        self.dedicated.insert(key as u32, Box::new(pair));
+        DEDICATED | p.server_window_bits
+    }
+
+    /// Forgets a closed connection's compressors.
+    pub fn forget(&mut self, key: usize, byte: u8) {
+        if byte & DEDICATED != 0 {
+            self.dedicated.remove(&(key as u32));
+        }
+    }
+
+    /// Inflates a compressed message of connection `key` into `out`.
+    pub fn inflate(
+        &mut self,
+        key: usize,
+        byte: u8,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), ProtocolError> {
+        let inflater = match self.dedicated.get_mut(&(key as u32)) {
+            Some(pair) if byte & DEDICATED != 0 => &mut pair.inflater,
+            _ => &mut self.shared_inflater,
+        };
+        inflater.inflate(payload, out, limit)
+    }
+
+    /// Compresses a message for connection `key` into `scratch`, or returns
+    /// false when it goes uncompressed (compression off or the message is short).
+    pub fn compress(&mut self, key: usize, byte: u8, payload: &[u8]) -> bool {
+        if byte == 0 || payload.len() < self.threshold {
+            return false;
+        }
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let deflater = if byte & DEDICATED != 0 {
+            match self.dedicated.get_mut(&(key as u32)) {
+                Some(pair) => &mut pair.deflater,
+                None => return false,
+            }
+        } else {
+            self.shared_for(byte)
+        };
+        deflater.compress(payload, &mut out);
+        self.scratch = out;
+        true
+    }
+
+    /// Compresses with the shared (no context takeover) compressor of
+    /// `window_bits`, for a broadcast; false when the message is too short.
+    pub fn compress_shared(&mut self, window_bits: u8, payload: &[u8]) -> bool {
+        if payload.len() < self.threshold {
+            return false;
+        }
+        self.scratch.clear();
+        let mut out = std::mem::take(&mut self.scratch);
+        self.shared_for(window_bits).compress(payload, &mut out);
+        self.scratch = out;
+        true
+    }
+
+    fn shared_for(&mut self, window_bits: u8) -> &mut Deflater {
+        let bits = window_bits.clamp(9, 15);
+        self.shared[usize::from(bits - 9)].get_or_insert_with(|| Deflater::new(bits, true))
+    }
+
+    /// True when the slot byte names a dedicated connection.
+    pub fn is_dedicated(byte: u8) -> bool {
+        byte & DEDICATED != 0
+    }
+}
