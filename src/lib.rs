@@ -10,6 +10,8 @@
 //! - [`runtime`]: the per-core mio workers that drive it over TCP, and the
 //!   embedding API ([`runtime::Handler`], [`runtime::Conn`], [`runtime::Server`]).
 //! - [`pubsub`]: rooms and publish/subscribe across all workers.
+//! - [`http`]: the built-in health, metrics and status endpoints.
+//! - [`server`]: ready-made handlers (the echo server).
 //!
 //! ## Embedding
 //!
@@ -44,8 +46,12 @@
 //! protocol core has the client role; the runtime serves only), blocking or
 //! async (`Future`) APIs — callbacks run on the event loop and must not block.
 #![deny(unsafe_op_in_unsafe_fn)]
+// Network input never reaches an unwrap: library code uses `?` or `expect`
+// with the invariant that makes it safe. (Tests may unwrap.)
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod http;
 pub mod protocol;
 pub mod pubsub;
 pub mod runtime;
+pub mod server;

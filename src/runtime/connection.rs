@@ -18,12 +18,13 @@ pub(crate) enum Phase {
     Handshake,
     /// WebSocket open: messages flow.
     Open,
-    /// Our close frame (or HTTP response) is queued; once it is written the
-    /// write side is shut down. Input is decoded only to see the peer's close.
+    /// Our close frame (or HTTP response) is queued. Once it is written:
+    /// if the peer's close frame came too, the socket is closed; otherwise the
+    /// write side is shut down and input is decoded only to see the peer's close.
     Closing,
-    /// Everything is sent and the write side is shut; reading and discarding
-    /// until the peer closes (so the kernel never answers with a reset that
-    /// could destroy our last bytes in flight).
+    /// After a protocol error or an HTTP answer: everything is sent and the
+    /// write side is shut; reading and discarding until the peer closes (so
+    /// the kernel never answers with a reset that could destroy our last bytes).
     Draining,
 }
 
@@ -43,6 +44,8 @@ pub(crate) mod flag {
     pub const CLOSE_REQUESTED: u8 = 32;
     /// Our write side is shut down (everything we will ever send is out).
     pub const WRITE_SHUT: u8 = 64;
+    /// The handler's `on_close` has run (it runs exactly once).
+    pub const CLOSE_NOTIFIED: u8 = 128;
 }
 
 /// The part of a connection that callbacks may touch (the decoder and the

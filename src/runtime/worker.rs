@@ -40,6 +40,8 @@ const WHEEL_SLOTS: usize = 512;
 /// Most connections accepted per listener event, so a flood of connects
 /// cannot starve the connections already open.
 const ACCEPTS_PER_EVENT: usize = 256;
+/// Most reads from one connection in one loop turn.
+const READS_PER_TURN: usize = 4;
 /// The buffer inflated messages land in is freed after use past this size.
 const INFLATED_KEEP_BYTES: usize = 1 << 20;
 
@@ -324,11 +326,24 @@ impl<H: Handler> Worker<H> {
 
     // ----- reading -----------------------------------------------------------
 
+    /// Reads and handles what the socket has, within two bounds: at most
+    /// [`READS_PER_TURN`] reads per turn (the rest waits for the next turn, so
+    /// one fast sender cannot starve the other connections), and no more reads
+    /// once the connection's unsent output passes the backpressure limit (its
+    /// input is paused until the peer reads, so TCP pushes back on it).
     fn on_readable(&mut self, key: usize, read_closed: bool) {
         let mut rbuf = std::mem::take(&mut self.rbuf);
+        let limit = self.ctx.cfg.backpressure_bytes;
+        let mut reads = 0;
         while let Some(conn) = self.conns.get_mut(key) {
             if conn.core.has(flag::READ_PAUSED) {
                 conn.core.set(flag::READ_PENDING);
+                break;
+            }
+            if reads == READS_PER_TURN {
+                // Edge-triggered: no new event will come for what is left, so remember it.
+                conn.core.set(flag::READ_PENDING);
+                self.resume.push(key);
                 break;
             }
             conn.core.clear(flag::READ_PENDING);
@@ -338,8 +353,16 @@ impl<H: Handler> Worker<H> {
                     break;
                 }
                 Ok(n) => {
+                    reads += 1;
                     self.ctx.stats.bytes_in.add(n as u64);
                     self.input(key, &mut rbuf[..n]);
+                    let Some(conn) = self.conns.get_mut(key) else {
+                        break;
+                    };
+                    if conn.core.phase == Phase::Open && self.ctx.out.queued_bytes(key) > limit {
+                        conn.core.set(flag::READ_PAUSED | flag::READ_PENDING);
+                        break;
+                    }
                     // A short read emptied the socket buffer: new data brings a new
                     // edge. Only a pending EOF must be read now.
                     if n < rbuf.len() && !read_closed {
@@ -667,7 +690,15 @@ impl<H: Handler> Worker<H> {
     }
 
     /// The connection leaves `Open`: leave its rooms, then tell the handler.
+    /// Runs at most once per connection, whatever path closes it.
     fn leave_open(&mut self, key: usize, code: CloseCode, reason: &str, by_peer: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.core.has(flag::CLOSE_NOTIFIED) {
+            return;
+        }
+        conn.core.set(flag::CLOSE_NOTIFIED);
         self.ctx.rooms.leave_all(key as u32);
         self.ctx.stats.rooms.set(self.ctx.rooms.len() as u64);
         self.ctx
@@ -777,11 +808,20 @@ impl<H: Handler> Worker<H> {
             }
             Phase::Closing if idle => {
                 // Our close frame (or HTTP answer) is out: no more bytes from us.
+                if core.has(flag::CLOSE_RECEIVED) {
+                    // Both close frames exchanged: the server closes TCP first
+                    // (RFC 6455 §7.1.1). The peer sends nothing after its close.
+                    self.drop_conn(key);
+                    return;
+                }
                 if !core.has(flag::WRITE_SHUT) {
                     conn.io.shutdown_write();
                     core.set(flag::WRITE_SHUT);
                 }
-                if core.has(flag::CLOSE_RECEIVED) || core.has(flag::DISCARD_INPUT) {
+                if core.has(flag::DISCARD_INPUT) {
+                    // After a protocol error or an HTTP answer the peer may still be
+                    // sending: read and discard until it closes, so the kernel never
+                    // answers with a reset that could destroy our last bytes.
                     core.phase = Phase::Draining;
                 }
                 // Keep reading: the input is scanned for the peer's close, or discarded.
@@ -797,14 +837,20 @@ impl<H: Handler> Worker<H> {
     /// Reads from connections whose input was paused for backpressure and is
     /// allowed again (done here, where the receive buffer is free).
     fn resume_reads(&mut self) {
-        while let Some(key) = self.resume.pop() {
+        // Keys pushed while these run (read cap hit again) wait for the next turn.
+        let mut keys = std::mem::take(&mut self.resume);
+        for &key in &keys {
             let pending = self
                 .conns
                 .get(key)
-                .is_some_and(|c| c.core.has(flag::READ_PENDING));
+                .is_some_and(|c| c.core.has(flag::READ_PENDING) && !c.core.has(flag::READ_PAUSED));
             if pending {
                 self.on_readable(key, true);
             }
+        }
+        keys.clear();
+        if self.resume.is_empty() {
+            self.resume = keys;
         }
     }
 

@@ -3,7 +3,8 @@
 //! `edgews echo` runs the engine as an echo server (the one Autobahn runs
 //! against), optionally with the text pub-sub protocol used by benchmarks.
 
-mod echo;
+#![warn(clippy::unwrap_used)]
+
 mod logging;
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use edgews::runtime::{shutdown_on_signals, Compression, Config, Server, SlowConsumerPolicy};
+use edgews::server::EchoHandler;
 
 /// A fast, lean WebSocket server.
 #[derive(Parser, Debug)]
@@ -160,11 +162,10 @@ fn main() -> ExitCode {
         None => EchoArgs::default(),
     };
     let pubsub = args.pubsub;
-    let result =
-        Server::bind(args.config(), |_| echo::EchoHandler::new(pubsub)).and_then(|server| {
-            shutdown_on_signals(server.handle())?;
-            server.run()
-        });
+    let result = Server::bind(args.config(), |_| EchoHandler::new(pubsub)).and_then(|server| {
+        shutdown_on_signals(server.handle())?;
+        server.run()
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

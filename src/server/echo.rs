@@ -1,15 +1,27 @@
-//! The echo server, with the optional text pub-sub protocol.
+//! The echo server (what Autobahn and the benchmarks run against), with an
+//! optional text pub-sub protocol any client can drive.
 
-use edgews::protocol::Message;
-use edgews::runtime::{Accept, Conn, Handler, Reject, Request};
+use crate::protocol::Message;
+use crate::runtime::{Accept, Conn, Handler, Reject, Request};
 
-/// Echoes every message; with `pubsub`, also understands `sub:`, `unsub:`
-/// and `pub:<room>:<payload>` text messages.
+/// Echoes every message. With `pubsub`, text messages `sub:<room>` and
+/// `unsub:<room>` join and leave a room, and `pub:<room>:<payload>` sends
+/// `<payload>` as text to every member of `<room>` (the sender included if it
+/// is a member); everything else is echoed.
+///
+/// ```no_run
+/// use edgews::runtime::{Config, Server};
+/// use edgews::server::EchoHandler;
+/// Server::bind(Config::default(), |_| EchoHandler::new(true))?.run()?;
+/// # Ok::<(), edgews::runtime::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
 pub struct EchoHandler {
     pubsub: bool,
 }
 
 impl EchoHandler {
+    /// An echo handler, with the pub-sub commands when `pubsub` is true.
     pub fn new(pubsub: bool) -> Self {
         EchoHandler { pubsub }
     }
