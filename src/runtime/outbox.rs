@@ -328,7 +328,14 @@ impl Outbox {
             if n == 0 {
                 return Ok(Flushed::All);
             }
-            match io.write_vectored(&iov[..n]) {
+            // One buffer (the usual case for a reply): plain send is a cheaper
+            // syscall than writev.
+            let result = if n == 1 {
+                io.write(&iov[0])
+            } else {
+                io.write_vectored(&iov[..n])
+            };
+            match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut written) => {
                     *total += written as u64;
@@ -405,6 +412,11 @@ impl Outbox {
 /// What the write path needs from a transport.
 pub(crate) trait VectoredWrite {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// Writes one buffer (a transport may do this more cheaply than a vectored write).
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
 }
 
 fn flush_queue<W: VectoredWrite>(

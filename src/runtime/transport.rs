@@ -75,4 +75,10 @@ impl VectoredWrite for Transport {
             Transport::Plain(s) => s.write_vectored(bufs),
         }
     }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+        }
+    }
 }

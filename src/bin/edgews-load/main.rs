@@ -1,0 +1,568 @@
+//! `edgews-load`: a WebSocket load generator built on the engine's own client
+//! codec (masking, handshake as a client).
+//!
+//! One mio loop per thread, connections spread over the threads, one read
+//! buffer per loop, output written once per connection per loop turn. Every
+//! run is bounded in time and talks to loopback addresses only. With
+//! `--server-pid`, the server's CPU time over the measured window and its
+//! memory come from /proc, so figures can be given per server CPU-second.
+
+mod client;
+mod report;
+mod runner;
+mod scenario;
+
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+
+use report::{round, sample, Report};
+use runner::Target;
+use scenario::{Shared, Window};
+
+/// Load generator for WebSocket servers (loopback only).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// C connections echo S-byte messages, K in flight each: messages/s and latency.
+    Echo {
+        #[command(flatten)]
+        common: Common,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 16)]
+        size: usize,
+        /// Send binary messages (text otherwise).
+        #[arg(long)]
+        binary: bool,
+        /// Messages in flight per connection.
+        #[arg(long, default_value_t = 1)]
+        in_flight: usize,
+    },
+    /// C subscribers in one room, P publishers: delivered messages/s and publish-to-receive latency.
+    Fanout {
+        #[command(flatten)]
+        common: Common,
+        /// Publisher connections (not members of the room).
+        #[arg(long, default_value_t = 1)]
+        publishers: usize,
+        /// Message payload size in bytes (at least ~30 for the header fields).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Publishes per second over all publishers (0: as fast as --in-flight allows).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Publishes per thread not yet received back by that thread's first subscriber.
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// Room name.
+        #[arg(long, default_value = "bench")]
+        room: String,
+    },
+    /// Opening handshakes as fast as possible until C connections are open.
+    Connect {
+        #[command(flatten)]
+        common: Common,
+        /// Handshakes in progress at once, per thread.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+    },
+    /// Open C connections and hold them idle; with --server-pid, the server's
+    /// resident memory per connection.
+    Idle {
+        #[command(flatten)]
+        common: Common,
+        /// Loopback source addresses to use (127.0.0.1, .2, ...), so C can pass one address's ports.
+        #[arg(long, default_value_t = 4)]
+        sources: u8,
+        /// Seconds to wait after the last connection opened before reading the server's memory.
+        #[arg(long, default_value_t = 2.0)]
+        settle: f64,
+    },
+}
+
+/// Options every scenario has.
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Server URL (ws://127.0.0.1:PORT/path); must be a loopback address.
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    url: String,
+    /// Connections (subscribers for fanout).
+    #[arg(long, short = 'c', default_value_t = 100)]
+    connections: usize,
+    /// Load threads, each with its own event loop.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of warm-up after all connections are open, not measured.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// The server's process id: report its CPU and memory from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Give up if the connections are not all open after this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    open_timeout: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.scenario) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgews-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses `ws://host:port/path` and insists on a loopback address.
+fn target(url: &str) -> Result<Target, String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("{hostport}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{hostport}: no address"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: this tool only loads servers on this machine"
+        ));
+    }
+    Ok(Target {
+        addr,
+        host: hostport.to_owned(),
+        path: path.to_owned(),
+        sources: Vec::new(),
+        per_source: 1,
+    })
+}
+
+fn secs_ns(s: f64) -> u64 {
+    (s.max(0.0) * 1e9) as u64
+}
+
+/// Splits `total` over `threads`: (first index, count) per thread.
+fn split(total: usize, threads: usize) -> Vec<(usize, usize)> {
+    let threads = threads.max(1);
+    (0..threads)
+        .map(|t| {
+            let first = total * t / threads;
+            (first, total * (t + 1) / threads - first)
+        })
+        .collect()
+}
+
+/// Raises the open-files limit to the hard limit; returns it.
+fn raise_fd_limit() -> u64 {
+    let mut lim = [0u64; 2];
+    // Read /proc/self/limits rather than calling setrlimit through unsafe FFI.
+    if let Ok(text) = std::fs::read_to_string("/proc/self/limits") {
+        if let Some(line) = text.lines().find(|l| l.starts_with("Max open files")) {
+            let nums: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            if nums.len() >= 2 {
+                lim = [nums[0], nums[1]];
+            }
+        }
+    }
+    if lim[0] < lim[1] {
+        let _ = std::process::Command::new("prlimit")
+            .args([
+                "--pid",
+                &std::process::id().to_string(),
+                &format!("--nofile={}:{}", lim[1], lim[1]),
+            ])
+            .status();
+    }
+    lim[1]
+}
+
+/// Waits until `opened + failed` reaches `want` or the timeout passes.
+fn wait_open(shared: &Shared, want: usize, timeout: f64) -> Result<(), String> {
+    let end = Instant::now() + Duration::from_secs_f64(timeout);
+    loop {
+        let opened = shared.opened.load(Ordering::Acquire);
+        let failed = shared.failed.load(Ordering::Acquire);
+        if opened + failed >= want {
+            return if failed == 0 {
+                Ok(())
+            } else {
+                Err(format!("{failed} of {want} connections failed to open"))
+            };
+        }
+        if Instant::now() >= end {
+            return Err(format!(
+                "only {opened} of {want} connections open after {timeout}s"
+            ));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Counts opened connections for `Shared` from inside a scenario.
+struct Counted<S>(S, Arc<Shared>);
+
+impl<S: runner::Scenario> runner::Scenario for Counted<S> {
+    fn on_open(&mut self, io: &mut runner::Io<'_>, id: usize, now: u64) {
+        self.1.opened.fetch_add(1, Ordering::AcqRel);
+        self.0.on_open(io, id, now);
+    }
+    fn on_message(&mut self, io: &mut runner::Io<'_>, id: usize, payload: &[u8], now: u64) {
+        self.0.on_message(io, id, payload, now);
+    }
+    fn on_closed(&mut self, id: usize, code: Option<u16>) {
+        self.1.failed.fetch_add(1, Ordering::AcqRel);
+        self.0.on_closed(id, code);
+    }
+    fn tick(&mut self, io: &mut runner::Io<'_>, now: u64) -> bool {
+        self.0.tick(io, now)
+    }
+}
+
+fn run(scenario: Scenario) -> Result<(), String> {
+    let clock = Instant::now();
+    let shared = Arc::new(Shared::default());
+    match scenario {
+        Scenario::Echo {
+            common,
+            size,
+            binary,
+            in_flight,
+        } => {
+            let target = target(&common.url)?;
+            raise_fd_limit();
+            let deadline = clock
+                + Duration::from_secs_f64(
+                    common.open_timeout + common.warmup + common.duration + 5.0,
+                );
+            let window_len = secs_ns(common.duration);
+            let threads: Vec<_> = split(common.connections, common.threads)
+                .into_iter()
+                .map(|(first, count)| {
+                    let (target, shared) = (target.clone(), shared.clone());
+                    let warmup = secs_ns(common.warmup);
+                    thread::spawn(move || {
+                        let mut echo = scenario::echo::Echo::new(
+                            count,
+                            size,
+                            binary,
+                            in_flight,
+                            shared.clone(),
+                            warmup,
+                            window_len,
+                        );
+                        let mut counted = Counted(&mut echo, shared);
+                        runner::run(&target, first, count, 512, clock, deadline, &mut counted)
+                            .map(|_| echo)
+                    })
+                })
+                .collect();
+            wait_open(&shared, common.connections, common.open_timeout)?;
+            let start = clock.elapsed().as_nanos() as u64;
+            shared.start_ns.store(start, Ordering::Release);
+            let window = Window {
+                from: start + secs_ns(common.warmup),
+                to: start + secs_ns(common.warmup) + window_len,
+            };
+            let (before, after) = sample_window(&common, clock, window);
+            let mut total = scenario::echo::Echo::new(0, size, binary, in_flight, shared, 0, 0);
+            for t in threads {
+                let e = t
+                    .join()
+                    .map_err(|_| "a load thread panicked")?
+                    .map_err(|e| e.to_string())?;
+                total.merge(&e);
+            }
+            let secs = common.duration;
+            let mut r = Report::default();
+            r.set("scenario", "echo");
+            r.set("connections", common.connections);
+            r.set("size", size);
+            r.set("in_flight", in_flight);
+            r.set("msgs_per_s", round(total.received as f64 / secs, 0));
+            r.set("mb_per_s", round(total.bytes as f64 / secs / 1e6, 2));
+            r.latency(&total.latency);
+            r.server(before, after, total.received);
+            r.set("errors", total.closed + total.wrong);
+            r.print(common.json);
+        }
+        Scenario::Fanout {
+            common,
+            publishers,
+            size,
+            rate,
+            in_flight,
+            room,
+        } => {
+            let target = target(&common.url)?;
+            raise_fd_limit();
+            let threads_n = common.threads.max(1);
+            let pub_split = split(publishers.max(1), threads_n);
+            let deadline = clock
+                + Duration::from_secs_f64(
+                    common.open_timeout + common.warmup + common.duration + 10.0,
+                );
+            let threads: Vec<_> = split(common.connections, threads_n)
+                .into_iter()
+                .zip(pub_split)
+                .map(|((first, subs), (first_pub, pubs))| {
+                    let (target, shared, room) = (target.clone(), shared.clone(), room.clone());
+                    let (warmup, duration) = (secs_ns(common.warmup), secs_ns(common.duration));
+                    let total_pubs = publishers.max(1);
+                    thread::spawn(move || {
+                        let layout = scenario::fanout::Layout {
+                            subs,
+                            pubs,
+                            first_pub,
+                            total_pubs,
+                        };
+                        let mut f = scenario::fanout::Fanout::new(
+                            &room,
+                            layout,
+                            size,
+                            rate,
+                            in_flight,
+                            warmup,
+                            duration,
+                            shared.clone(),
+                        );
+                        let mut counted = Counted(&mut f, shared);
+                        runner::run(
+                            &target,
+                            first + first_pub,
+                            subs + pubs,
+                            512,
+                            clock,
+                            deadline,
+                            &mut counted,
+                        )
+                        .map(|_| f)
+                    })
+                })
+                .collect();
+            wait_open(
+                &shared,
+                common.connections + publishers.max(1),
+                common.open_timeout,
+            )?;
+            // Everyone subscribed?
+            let end = Instant::now() + Duration::from_secs_f64(common.open_timeout);
+            while shared.synced.load(Ordering::Acquire) < common.connections {
+                if Instant::now() > end {
+                    return Err(format!(
+                        "only {} of {} subscribers saw a sync message",
+                        shared.synced.load(Ordering::Acquire),
+                        common.connections
+                    ));
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            let start = clock.elapsed().as_nanos() as u64;
+            shared.start_ns.store(start, Ordering::Release);
+            let window = Window {
+                from: start + secs_ns(common.warmup),
+                to: start + secs_ns(common.warmup + common.duration),
+            };
+            let (before, after) = sample_window(&common, clock, window);
+            let mut parts = Vec::new();
+            for t in threads {
+                parts.push(
+                    t.join()
+                        .map_err(|_| "a load thread panicked")?
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            let mut latency = report::histogram();
+            let (mut published, mut delivered, mut bytes, mut missing, mut ooo, mut closed) =
+                (0, 0, 0, 0, 0, 0);
+            for p in &parts {
+                latency.add(&p.latency).map_err(|e| e.to_string())?;
+                published += p.published;
+                delivered += p.delivered;
+                bytes += p.delivered_bytes;
+                missing += p.missing;
+                ooo += p.out_of_order;
+                closed += p.closed;
+            }
+            let secs = common.duration;
+            let mut r = Report::default();
+            r.set("scenario", "fanout");
+            r.set("subscribers", common.connections);
+            r.set("publishers", publishers.max(1));
+            r.set("size", size);
+            r.set("publishes_per_s", round(published as f64 / secs, 0));
+            r.set("delivered_per_s", round(delivered as f64 / secs, 0));
+            r.set("mb_per_s", round(bytes as f64 / secs / 1e6, 2));
+            r.latency(&latency);
+            r.server(before, after, delivered);
+            r.set("missing", missing);
+            r.set("out_of_order", ooo);
+            r.set("errors", closed);
+            r.print(common.json);
+        }
+        Scenario::Connect {
+            common,
+            concurrency,
+        } => {
+            let target = target(&common.url)?;
+            raise_fd_limit();
+            let deadline = clock + Duration::from_secs_f64(common.open_timeout);
+            let before = common.server_pid.and_then(sample);
+            let threads: Vec<_> = split(common.connections, common.threads)
+                .into_iter()
+                .map(|(first, count)| {
+                    let (target, shared) = (target.clone(), shared.clone());
+                    thread::spawn(move || {
+                        let mut c = scenario::connect::Connect::new(count, shared);
+                        runner::run(&target, first, count, concurrency, clock, deadline, &mut c)
+                            .map(|_| c)
+                    })
+                })
+                .collect();
+            let (mut opened, mut failed, mut last) = (0, 0, 0);
+            for t in threads {
+                let c = t
+                    .join()
+                    .map_err(|_| "a load thread panicked")?
+                    .map_err(|e| e.to_string())?;
+                opened += c.opened;
+                failed += c.failed;
+                last = last.max(c.last_ns);
+            }
+            let after = common.server_pid.and_then(sample);
+            let secs = last as f64 / 1e9;
+            let mut r = Report::default();
+            r.set("scenario", "connect");
+            r.set("connections", common.connections);
+            r.set("opened", opened);
+            r.set("failed", failed);
+            r.set("seconds", round(secs, 3));
+            r.set("handshakes_per_s", round(opened as f64 / secs.max(1e-9), 0));
+            r.server(before, after, opened as u64);
+            r.print(common.json);
+        }
+        Scenario::Idle {
+            common,
+            sources,
+            settle,
+        } => {
+            let mut target = target(&common.url)?;
+            let limit = raise_fd_limit();
+            if (common.connections as u64) + 64 > limit {
+                return Err(format!(
+                    "{} connections need more open files than this process's hard limit ({limit}); run several processes",
+                    common.connections
+                ));
+            }
+            target.sources = (1..=sources.max(1))
+                .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+                .collect();
+            target.per_source = common.connections.div_ceil(target.sources.len()).max(1);
+            let before = common.server_pid.and_then(sample);
+            let hold = common.open_timeout + settle + common.duration;
+            let deadline = clock + Duration::from_secs_f64(hold);
+            let threads: Vec<_> = split(common.connections, common.threads)
+                .into_iter()
+                .map(|(first, count)| {
+                    let (target, shared) = (target.clone(), shared.clone());
+                    thread::spawn(move || {
+                        let mut idle = scenario::idle::Idle::new(shared);
+                        runner::run(&target, first, count, 256, clock, deadline, &mut idle)
+                            .map(|_| idle)
+                    })
+                })
+                .collect();
+            let opened = wait_open(&shared, common.connections, common.open_timeout);
+            thread::sleep(Duration::from_secs_f64(settle));
+            let after = common.server_pid.and_then(sample);
+            let n = shared.opened.load(Ordering::Acquire);
+            let mut r = Report::default();
+            r.set("scenario", "idle");
+            r.set("connections", n);
+            if let (Some(b), Some(a)) = (before, after) {
+                r.set("server_rss_before_bytes", b.rss_bytes);
+                r.set("server_rss_after_bytes", a.rss_bytes);
+                let per = (a.rss_bytes as f64 - b.rss_bytes as f64) / n.max(1) as f64;
+                r.set("server_rss_per_conn_bytes", round(per, 1));
+            }
+            r.set("failed", shared.failed.load(Ordering::Acquire));
+            r.print(common.json);
+            // The connections stay open until the hold time is over.
+            for t in threads {
+                let _ = t.join();
+            }
+            opened?;
+        }
+    }
+    Ok(())
+}
+
+/// Sleeps until the window opens and closes, sampling the server at both ends.
+fn sample_window(
+    common: &Common,
+    clock: Instant,
+    window: Window,
+) -> (Option<report::ProcSample>, Option<report::ProcSample>) {
+    let until = |ns: u64| {
+        let now = clock.elapsed().as_nanos() as u64;
+        if ns > now {
+            thread::sleep(Duration::from_nanos(ns - now));
+        }
+    };
+    until(window.from);
+    let before = common.server_pid.and_then(sample);
+    until(window.to);
+    let after = common.server_pid.and_then(sample);
+    (before, after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_loopback() {
+        let t = target("ws://127.0.0.1:9001/chat").unwrap();
+        assert_eq!(
+            (t.addr.port(), t.path.as_str(), t.host.as_str()),
+            (9001, "/chat", "127.0.0.1:9001")
+        );
+        assert_eq!(target("ws://127.0.0.1:80").unwrap().path, "/");
+        assert!(target("ws://10.0.0.1:9001/")
+            .unwrap_err()
+            .contains("loopback"));
+        assert!(target("wss://127.0.0.1:9001/").is_err());
+    }
+
+    #[test]
+    fn work_is_split_evenly() {
+        assert_eq!(split(10, 3), [(0, 3), (3, 3), (6, 4)]);
+        assert_eq!(split(1, 2), [(0, 0), (0, 1)]);
+        let total: usize = split(15_000, 7).iter().map(|p| p.1).sum();
+        assert_eq!(total, 15_000);
+    }
+}

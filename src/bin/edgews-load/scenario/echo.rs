@@ -1,0 +1,120 @@
+//! `echo`: every connection keeps K messages in flight and sends a new one
+//! when an echo comes back. Latency is send-to-echo, measured with a
+//! per-connection queue of send times (echoes come back in order), so the
+//! payload stays exactly S bytes of filler.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use edgews::protocol::OpCode;
+use hdrhistogram::Histogram;
+
+use super::Shared;
+use crate::report::histogram;
+use crate::runner::{Io, Scenario};
+
+pub struct Echo {
+    opcode: OpCode,
+    payload: Vec<u8>,
+    in_flight: usize,
+    shared: Arc<Shared>,
+    warmup_ns: u64,
+    duration_ns: u64,
+    sent_at: Vec<VecDeque<u64>>,
+    pub received: u64,
+    pub bytes: u64,
+    pub latency: Histogram<u64>,
+    pub closed: u64,
+    pub wrong: u64,
+}
+
+impl Echo {
+    /// Measures from `warmup_ns` after the shared start time (set once all
+    /// connections are open) for `duration_ns`.
+    pub fn new(
+        conns: usize,
+        size: usize,
+        binary: bool,
+        in_flight: usize,
+        shared: Arc<Shared>,
+        warmup_ns: u64,
+        duration_ns: u64,
+    ) -> Echo {
+        Echo {
+            opcode: if binary { OpCode::Binary } else { OpCode::Text },
+            payload: vec![b'e'; size],
+            in_flight: in_flight.max(1),
+            shared,
+            warmup_ns,
+            duration_ns,
+            sent_at: (0..conns)
+                .map(|_| VecDeque::with_capacity(in_flight))
+                .collect(),
+            received: 0,
+            bytes: 0,
+            latency: histogram(),
+            closed: 0,
+            wrong: 0,
+        }
+    }
+
+    /// Adds another thread's counters.
+    pub fn merge(&mut self, other: &Echo) {
+        self.received += other.received;
+        self.bytes += other.bytes;
+        self.closed += other.closed;
+        self.wrong += other.wrong;
+        let _ = self.latency.add(&other.latency);
+    }
+
+    /// The measured window, once the start is known.
+    fn window(&self) -> Option<(u64, u64)> {
+        let start = self.shared.start_ns();
+        (start != 0).then(|| {
+            (
+                start + self.warmup_ns,
+                start + self.warmup_ns + self.duration_ns,
+            )
+        })
+    }
+
+    fn send(&mut self, io: &mut Io<'_>, id: usize, now: u64) {
+        io.send(id, self.opcode, &self.payload);
+        self.sent_at[id].push_back(now);
+    }
+}
+
+impl Scenario for Echo {
+    fn on_open(&mut self, io: &mut Io<'_>, id: usize, now: u64) {
+        for _ in 0..self.in_flight {
+            self.send(io, id, now);
+        }
+    }
+
+    fn on_message(&mut self, io: &mut Io<'_>, id: usize, payload: &[u8], now: u64) {
+        let Some(sent) = self.sent_at[id].pop_front() else {
+            self.wrong += 1;
+            return;
+        };
+        if payload.len() != self.payload.len() {
+            self.wrong += 1;
+        }
+        let window = self.window();
+        if window.is_some_and(|(from, to)| (from..to).contains(&now)) {
+            self.received += 1;
+            self.bytes += payload.len() as u64;
+            let _ = self.latency.record(now.saturating_sub(sent).max(1_000));
+        }
+        if window.is_none_or(|(_, to)| now < to) {
+            self.send(io, id, now);
+        }
+    }
+
+    fn on_closed(&mut self, _id: usize, _code: Option<u16>) {
+        self.closed += 1;
+    }
+
+    fn tick(&mut self, _io: &mut Io<'_>, now: u64) -> bool {
+        self.window().is_none_or(|(_, to)| now < to)
+    }
+}
