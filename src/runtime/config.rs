@@ -99,6 +99,9 @@ pub struct Config {
     pub compression_threshold_bytes: usize,
     /// TLS: when set, every connection is wss (rustls inside the event loop).
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Serve `/healthz`, `/metrics` and `/status` on this separate address
+    /// only (a small blocking thread), instead of on the WebSocket port.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -121,6 +124,7 @@ impl Default for Config {
             compression: Compression::Off,
             compression_threshold_bytes: 64,
             tls: None,
+            admin_listen: None,
         }
     }
 }
@@ -174,6 +178,8 @@ impl Config {
         compression_threshold_bytes: usize,
         /// Sets [`Config::tls`].
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        /// Sets [`Config::admin_listen`].
+        admin_listen: Option<SocketAddr>,
     }
 
     /// Checks that the values make sense together.

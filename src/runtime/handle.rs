@@ -83,10 +83,13 @@ pub(crate) struct Shared {
     pub stats: Vec<Arc<WorkerStats>>,
     pub cfg: Arc<Config>,
     pub shutting_down: AtomicBool,
+    /// Every worker has exited.
+    pub stopped: AtomicBool,
     /// Open connections over all workers (checked against `max_connections` on accept).
     pub open: AtomicUsize,
     pub started: Instant,
     pub local_addr: std::net::SocketAddr,
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 /// A cloneable, `Send + Sync` handle to a running server.
@@ -220,6 +223,11 @@ impl ServerHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.shared.local_addr
+    }
+
+    /// The address of the separate admin listener, if there is one.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.admin_addr
     }
 
     /// Each worker's counters.

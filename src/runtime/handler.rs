@@ -238,6 +238,8 @@ pub struct HttpResponse {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// Answer to a HEAD request: the headers of the full response, no body.
+    pub(crate) head_only: bool,
 }
 
 impl HttpResponse {
@@ -248,6 +250,7 @@ impl HttpResponse {
             content_type: "text/plain; charset=utf-8".into(),
             headers: Vec::new(),
             body: body.into().into_bytes(),
+            head_only: false,
         }
     }
 
@@ -258,6 +261,7 @@ impl HttpResponse {
             content_type: content_type.into(),
             headers: Vec::new(),
             body,
+            head_only: false,
         }
     }
 
@@ -280,6 +284,9 @@ impl HttpResponse {
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         handshake::write_http_response(out, self.status, &self.content_type, &extra, &self.body);
+        if self.head_only {
+            out.truncate(out.len() - self.body.len());
+        }
     }
 }
 

@@ -41,6 +41,7 @@ use super::worker::{self, WAKER};
 #[derive(Debug)]
 pub struct Server<H: Handler> {
     parts: Vec<(Poll, TcpListener, mpsc::Receiver<Command>, H)>,
+    admin: Option<std::net::TcpListener>,
     handle: ServerHandle,
 }
 
@@ -50,6 +51,10 @@ impl<H: Handler> Server<H> {
     /// [`Server::run`]. Binding to port 0 picks a free port for all workers.
     pub fn bind(config: Config, mut factory: impl FnMut(usize) -> H) -> Result<Self, Error> {
         config.validate()?;
+        let admin = config
+            .admin_listen
+            .map(crate::http::admin::bind)
+            .transpose()?;
         let first = listener::bind(config.listen).map_err(|e| Error::bind(config.listen, e))?;
         let local_addr = first
             .local_addr()
@@ -76,12 +81,18 @@ impl<H: Handler> Server<H> {
                 links,
                 cfg: Arc::new(config),
                 shutting_down: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
+                admin_addr: admin.as_ref().and_then(|l| l.local_addr().ok()),
                 open: AtomicUsize::new(0),
                 started: Instant::now(),
                 local_addr,
             }),
         };
-        Ok(Server { parts, handle })
+        Ok(Server {
+            parts,
+            admin,
+            handle,
+        })
     }
 
     /// The address the workers listen on.
@@ -102,9 +113,18 @@ impl<H: Handler> Server<H> {
                 .map_err(|e| Error::io("starting a worker thread", e))?;
             threads.push(t);
         }
+        let admin = match self.admin {
+            Some(listener) => {
+                let addr = listener.local_addr().ok();
+                tracing::info!(admin = ?addr, "health, metrics and status on the admin address only");
+                Some(crate::http::admin::spawn(listener, self.handle.clone())?)
+            }
+            None => None,
+        };
         tracing::info!(addr = %self.handle.local_addr(), workers = threads.len(), "listening");
         Ok(Running {
             threads,
+            admin,
             handle: self.handle,
         })
     }
@@ -119,6 +139,7 @@ impl<H: Handler> Server<H> {
 #[derive(Debug)]
 pub struct Running {
     threads: Vec<JoinHandle<()>>,
+    admin: Option<JoinHandle<()>>,
     handle: ServerHandle,
 }
 
@@ -135,6 +156,13 @@ impl Running {
             if t.join().is_err() {
                 result = Err(Error::worker_panicked(i));
             }
+        }
+        self.handle
+            .shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
+        if let Some(admin) = self.admin {
+            let _ = admin.join();
         }
         result
     }

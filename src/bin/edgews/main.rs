@@ -106,6 +106,10 @@ struct EchoArgs {
     /// Messages shorter than this many bytes are sent uncompressed.
     #[arg(long, default_value_t = 64)]
     compression_threshold: usize,
+    /// Serve /healthz, /metrics and /status only on this address (default:
+    /// on the WebSocket port).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
     /// Enable the text pub-sub protocol: `sub:<room>`, `unsub:<room>`,
     /// `pub:<room>:<payload>` (sends <payload> to every member of <room>).
     /// Any other message is echoed.
@@ -146,7 +150,8 @@ impl EchoArgs {
                     window_bits: self.compression_window_bits,
                 },
             })
-            .compression_threshold_bytes(self.compression_threshold);
+            .compression_threshold_bytes(self.compression_threshold)
+            .admin_listen(self.admin_listen);
         if let Some(w) = self.workers {
             cfg = cfg.workers(w);
         }
