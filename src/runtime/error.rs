@@ -22,6 +22,7 @@ enum Kind {
         source: io::Error,
     },
     WorkerPanicked(usize),
+    Tls(String),
 }
 
 impl Error {
@@ -38,6 +39,11 @@ impl Error {
     pub(crate) fn io(what: &'static str, source: io::Error) -> Self {
         Error {
             kind: Kind::Io { what, source },
+        }
+    }
+    pub(crate) fn tls(what: String) -> Self {
+        Error {
+            kind: Kind::Tls(what),
         }
     }
     pub(crate) fn worker_panicked(index: usize) -> Self {
@@ -67,6 +73,7 @@ impl fmt::Display for Error {
             ),
             Kind::Io { what, source } => write!(f, "{what}: {source}"),
             Kind::WorkerPanicked(i) => write!(f, "worker {i} panicked (see the log above)"),
+            Kind::Tls(what) => f.write_str(what),
         }
     }
 }

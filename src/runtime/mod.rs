@@ -26,6 +26,7 @@ mod server;
 mod signals;
 pub mod stats;
 mod timer;
+pub mod tls;
 mod transport;
 mod worker;
 

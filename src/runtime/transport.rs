@@ -1,11 +1,11 @@
 //! The byte stream under a connection. Workers only read plaintext from and
-//! write plaintext to a [`Transport`]; what carries it is decided here, so a
-//! TLS session is another variant and the workers do not change.
+//! write plaintext to a [`Transport`]; what carries it is decided here.
 //!
-//! The contract a variant keeps:
+//! The contract every variant keeps:
 //! - `read` returns plaintext, `WouldBlock` when there is none yet (a TLS
-//!   handshake in progress reads and writes records inside it), `Ok(0)` at EOF.
-//! - `write_vectored` takes plaintext; it may keep some output buffered
+//!   handshake in progress reads and writes records inside it), `Ok(0)` at
+//!   EOF. A read shorter than the buffer means the socket is drained.
+//! - `write`/`write_vectored` take plaintext; a variant may keep some output
 //!   inside (TLS records the socket did not take), reported by
 //!   `has_buffered_output` and pushed on by `flush` when the socket becomes
 //!   writable. It returns `WouldBlock` rather than buffer without bound.
@@ -13,28 +13,41 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
 
 use mio::net::TcpStream;
 
 use super::outbox::VectoredWrite;
+use super::tls::TlsStream;
 
 /// A connection's byte stream.
 #[derive(Debug)]
 pub(crate) enum Transport {
     /// Plain TCP.
     Plain(TcpStream),
+    /// TLS over TCP (boxed: the rustls state is large and most servers run
+    /// plain behind a terminating proxy, or all-TLS where the box is one more
+    /// pointer among the session's buffers).
+    Tls(Box<TlsStream>),
 }
 
 impl Transport {
-    /// Wraps a freshly accepted socket.
-    pub fn new(stream: TcpStream) -> Transport {
-        Transport::Plain(stream)
+    /// Wraps a freshly accepted (and registered) socket.
+    pub fn new(
+        stream: TcpStream,
+        tls: Option<&Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Transport> {
+        Ok(match tls {
+            None => Transport::Plain(stream),
+            Some(config) => Transport::Tls(Box::new(TlsStream::new(stream, config)?)),
+        })
     }
 
     /// Writes output buffered inside the transport; `Ok(true)` when none is left.
     pub fn flush(&mut self) -> io::Result<bool> {
         match self {
             Transport::Plain(_) => Ok(true),
+            Transport::Tls(t) => t.flush(),
         }
     }
 
@@ -42,6 +55,7 @@ impl Transport {
     pub fn has_buffered_output(&self) -> bool {
         match self {
             Transport::Plain(_) => false,
+            Transport::Tls(t) => t.has_buffered_output(),
         }
     }
 
@@ -49,6 +63,7 @@ impl Transport {
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read(buf),
+            Transport::Tls(t) => t.read(buf),
         }
     }
 
@@ -58,6 +73,7 @@ impl Transport {
             Transport::Plain(s) => {
                 let _ = s.shutdown(Shutdown::Write);
             }
+            Transport::Tls(t) => t.shutdown_write(),
         }
     }
 
@@ -65,6 +81,7 @@ impl Transport {
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         match self {
             Transport::Plain(s) => s.peer_addr().ok(),
+            Transport::Tls(t) => t.socket().peer_addr().ok(),
         }
     }
 }
@@ -73,12 +90,14 @@ impl VectoredWrite for Transport {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write_vectored(bufs),
+            Transport::Tls(t) => t.write_vectored(bufs),
         }
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write(buf),
+            Transport::Tls(t) => t.write_vectored(&[IoSlice::new(buf)]),
         }
     }
 }

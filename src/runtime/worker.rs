@@ -226,11 +226,19 @@ impl<H: Handler> Worker<H> {
             shared.open.fetch_sub(1, Ordering::Relaxed);
             return;
         }
+        let io = match Transport::new(stream, self.ctx.cfg.tls.as_ref()) {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a TLS session");
+                shared.open.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1).max(1);
         let now = self.ctx.now;
         entry.insert(Connection {
-            io: Transport::new(stream),
+            io,
             decoder: Decoder::new(),
             core: Core {
                 gen,
@@ -811,6 +819,10 @@ impl<H: Handler> Worker<H> {
                 if core.has(flag::CLOSE_RECEIVED) {
                     // Both close frames exchanged: the server closes TCP first
                     // (RFC 6455 §7.1.1). The peer sends nothing after its close.
+                    // (TLS: close_notify goes out before the FIN.)
+                    if !core.has(flag::WRITE_SHUT) {
+                        conn.io.shutdown_write();
+                    }
                     self.drop_conn(key);
                     return;
                 }

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use edgews::runtime::tls::{reload_on_sighup, CertStore};
 use edgews::runtime::{shutdown_on_signals, Compression, Config, Server, SlowConsumerPolicy};
 use edgews::server::EchoHandler;
 
@@ -106,6 +107,12 @@ struct EchoArgs {
     /// Messages shorter than this many bytes are sent uncompressed.
     #[arg(long, default_value_t = 64)]
     compression_threshold: usize,
+    /// PEM certificate chain: serve wss (TLS) instead of ws. Reloaded on SIGHUP.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key matching --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Serve /healthz, /metrics and /status only on this address (default:
     /// on the WebSocket port).
     #[arg(long)]
@@ -159,6 +166,19 @@ impl EchoArgs {
     }
 }
 
+/// Loads the certificate when --tls-cert/--tls-key are given, and reloads it on SIGHUP.
+fn tls(
+    args: &EchoArgs,
+) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, edgews::runtime::Error> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let store = std::sync::Arc::new(CertStore::load(cert, key)?);
+    let config = store.server_config()?;
+    reload_on_sighup(store)?;
+    Ok(Some(config))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format == LogFormat::Json);
@@ -167,10 +187,12 @@ fn main() -> ExitCode {
         None => EchoArgs::default(),
     };
     let pubsub = args.pubsub;
-    let result = Server::bind(args.config(), |_| EchoHandler::new(pubsub)).and_then(|server| {
-        shutdown_on_signals(server.handle())?;
-        server.run()
-    });
+    let result = tls(&args)
+        .and_then(|tls| Server::bind(args.config().tls(tls), |_| EchoHandler::new(pubsub)))
+        .and_then(|server| {
+            shutdown_on_signals(server.handle())?;
+            server.run()
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
