@@ -105,7 +105,7 @@ struct EchoArgs {
     #[arg(long, default_value_t = 15)]
     compression_window_bits: u8,
     /// Messages shorter than this many bytes are sent uncompressed.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     compression_threshold: usize,
     /// PEM certificate chain: serve wss (TLS) instead of ws. Reloaded on SIGHUP.
     #[arg(long, requires = "tls_key")]
