@@ -128,6 +128,8 @@ pub enum Got {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(u16, String),
+    /// A compressed (RSV1) message, still compressed.
+    Compressed(Vec<u8>),
     /// The server closed the TCP connection.
     Eof,
 }
@@ -162,16 +164,21 @@ impl Raw {
 
     /// Connects and completes the opening handshake.
     pub fn connect(addr: SocketAddr) -> Raw {
+        Raw::connect_with(addr, &[]).0
+    }
+
+    /// Connects with extra request headers; also returns what the server agreed to.
+    pub fn connect_with(addr: SocketAddr, extra: &[(&str, &str)]) -> (Raw, client::Response) {
         let mut raw = Raw::tcp(addr);
         let key = client::generate_key();
         let mut req = Vec::new();
-        client::write_request(&mut req, &addr.to_string(), "/", &key, &[]);
+        client::write_request(&mut req, &addr.to_string(), "/", &key, extra);
         raw.send_raw(&req);
         loop {
             match client::parse_response(&raw.buf[..raw.end], &key).expect("a 101 response") {
-                Parse::Complete((_, used)) => {
+                Parse::Complete((resp, used)) => {
                     raw.start = used;
-                    return raw;
+                    return (raw, resp);
                 }
                 Parse::Incomplete(_) => raw.fill().expect("response bytes"),
             }
@@ -184,8 +191,13 @@ impl Raw {
 
     /// Sends one masked frame.
     pub fn frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
+        self.frame_rsv1(fin, false, opcode, payload);
+    }
+
+    /// Sends one masked frame with RSV1 as given (a compressed message).
+    pub fn frame_rsv1(&mut self, fin: bool, rsv1: bool, opcode: OpCode, payload: &[u8]) {
         let mut out = Vec::new();
-        self.enc.frame_with(&mut out, fin, false, opcode, payload);
+        self.enc.frame_with(&mut out, fin, rsv1, opcode, payload);
         self.send_raw(&out);
     }
 
@@ -222,7 +234,7 @@ impl Raw {
     pub fn next(&mut self) -> Got {
         let cfg = DecoderConfig {
             max_message_bytes: 64 << 20,
-            allow_rsv1: false,
+            allow_rsv1: true,
         };
         loop {
             let mut input = Input::new(&mut self.buf[self.start..self.end]);
@@ -237,7 +249,7 @@ impl Raw {
                 Event::Ping(p) => Got::Ping(p.to_vec()),
                 Event::Pong(p) => Got::Pong(p.to_vec()),
                 Event::Close(c) => Got::Close(c.code.get(), c.reason.to_owned()),
-                Event::Compressed { .. } => panic!("no compression negotiated"),
+                Event::Compressed { payload, .. } => Got::Compressed(payload.to_vec()),
             });
             self.start += consumed;
             if let Some(got) = got {
