@@ -3,12 +3,15 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use edgews::protocol::handshake::client;
 use edgews::protocol::{
     Client as ClientRole, Decoder, DecoderConfig, Encoder, Event, Input, OpCode, Parse,
 };
 use mio::net::TcpStream;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Where a connection is in its life.
@@ -30,6 +33,15 @@ pub struct Conn {
     /// Bytes of the handshake response received so far.
     head: Vec<u8>,
     decoder: Decoder<ClientRole>,
+    /// wss: the TLS session over the socket.
+    tls: Option<Box<ClientConnection>>,
+}
+
+/// How a client connects: plain, or TLS with this configuration.
+#[derive(Clone, Debug)]
+pub struct Security {
+    pub tls: Option<Arc<ClientConfig>>,
+    pub server_name: ServerName<'static>,
 }
 
 /// The write side of a client connection: bytes waiting for the socket.
@@ -55,6 +67,13 @@ impl Out {
     }
 }
 
+impl Conn {
+    /// True when TLS records wait for the socket.
+    pub fn tls_pending(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+}
+
 /// What reading produced.
 pub enum Incoming<'a> {
     /// The handshake completed.
@@ -71,7 +90,7 @@ const EINPROGRESS: i32 = 115;
 impl Conn {
     /// Starts a non-blocking connect to `to`, from `from` if given (to use
     /// several loopback source addresses).
-    pub fn connect(to: SocketAddr, from: Option<IpAddr>) -> io::Result<Conn> {
+    pub fn connect(to: SocketAddr, from: Option<IpAddr>, security: &Security) -> io::Result<Conn> {
         let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_nonblocking(true)?;
         socket.set_tcp_nodelay(true)?;
@@ -84,18 +103,32 @@ impl Conn {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
+        let tls = match &security.tls {
+            None => None,
+            Some(cfg) => Some(Box::new(
+                ClientConnection::new(cfg.clone(), security.server_name.clone())
+                    .map_err(io::Error::other)?,
+            )),
+        };
         Ok(Conn {
             sock: TcpStream::from_std(socket.into()),
             state: State::Connecting,
             key: client::generate_key(),
             head: Vec::new(),
             decoder: Decoder::new(),
+            tls,
         })
     }
 
     /// Called on a writable event while connecting: queues the request once
     /// the TCP connection is up (true). Err when the connect failed.
-    pub fn on_connected(&mut self, host: &str, path: &str, out: &mut Out) -> io::Result<bool> {
+    pub fn on_connected(
+        &mut self,
+        host: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        out: &mut Out,
+    ) -> io::Result<bool> {
         if let Some(e) = self.sock.take_error()? {
             return Err(e);
         }
@@ -104,13 +137,35 @@ impl Conn {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
             Err(e) => return Err(e),
         }
-        client::write_request(&mut out.buf, host, path, &self.key, &[]);
+        client::write_request(&mut out.buf, host, path, &self.key, extra);
         self.state = State::Handshaking;
         Ok(true)
     }
 
-    /// Writes what it can of `out`. Err when the connection broke.
+    /// Writes what it can of `out` (through TLS when there is a session).
+    /// Err when the connection broke.
     pub fn flush(&mut self, out: &mut Out) -> io::Result<()> {
+        if let Some(tls) = self.tls.as_mut() {
+            loop {
+                if out.pos < out.buf.len() {
+                    out.pos += tls.writer().write(&out.buf[out.pos..])?;
+                }
+                if !tls.wants_write() {
+                    break;
+                }
+                match tls.write_tls(&mut self.sock) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if out.pos == out.buf.len() {
+                out.buf.clear();
+                out.pos = 0;
+            }
+            return Ok(());
+        }
         while out.pos < out.buf.len() {
             match self.sock.write(&out.buf[out.pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -131,49 +186,85 @@ impl Conn {
     /// hands each handshake completion, message and close to `f`. Returns
     /// false at EOF, on an error, or after a close frame.
     pub fn read(&mut self, buf: &mut [u8], mut f: impl FnMut(Incoming<'_>)) -> bool {
+        loop {
+            let n = if let Some(tls) = self.tls.as_mut() {
+                match tls.reader().read(buf) {
+                    Ok(0) => return false,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        match tls.read_tls(&mut self.sock) {
+                            Ok(0) => return false,
+                            Ok(_) => {
+                                if tls.process_new_packets().is_err() {
+                                    return false;
+                                }
+                                while tls.wants_write() {
+                                    match tls.write_tls(&mut self.sock) {
+                                        Ok(_) => {}
+                                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                                        Err(_) => return false,
+                                    }
+                                }
+                                continue;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(_) => return false,
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            } else {
+                match self.sock.read(buf) {
+                    Ok(0) => return false,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return false,
+                }
+            };
+            if !self.consume(&mut buf[..n], &mut f) {
+                return false;
+            }
+            if self.tls.is_none() && n < buf.len() {
+                return true;
+            }
+        }
+    }
+
+    /// Handles plaintext bytes: the 101 response, then frames.
+    fn consume(&mut self, data: &mut [u8], f: &mut impl FnMut(Incoming<'_>)) -> bool {
         let cfg = DecoderConfig {
             max_message_bytes: 64 << 20,
             allow_rsv1: false,
         };
-        loop {
-            let n = match self.sock.read(buf) {
-                Ok(0) => return false,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        let mut rest;
+        let mut data = data;
+        if self.state == State::Handshaking {
+            self.head.extend_from_slice(data);
+            match client::parse_response(&self.head, &self.key) {
+                Ok(Parse::Complete((_, used))) => {
+                    self.state = State::Open;
+                    f(Incoming::Opened);
+                    rest = std::mem::take(&mut self.head);
+                    rest.drain(..used);
+                    data = &mut rest[..];
+                }
+                Ok(Parse::Incomplete(_)) => return true,
                 Err(_) => return false,
-            };
-            let mut rest;
-            let mut data = &mut buf[..n];
-            if self.state == State::Handshaking {
-                self.head.extend_from_slice(data);
-                match client::parse_response(&self.head, &self.key) {
-                    Ok(Parse::Complete((_, used))) => {
-                        self.state = State::Open;
-                        f(Incoming::Opened);
-                        rest = std::mem::take(&mut self.head);
-                        rest.drain(..used);
-                        data = &mut rest[..];
-                    }
-                    Ok(Parse::Incomplete(_)) => continue,
-                    Err(_) => return false,
-                }
             }
-            let mut input = Input::new(data);
-            loop {
-                match self.decoder.decode(&mut input, &cfg) {
-                    Ok(Some(Event::Message(m))) => f(Incoming::Message(m.as_bytes())),
-                    Ok(Some(Event::Close(c))) => {
-                        f(Incoming::Closed(c.code.get()));
-                        return false;
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => break,
-                    Err(_) => return false,
+        }
+        let mut input = Input::new(data);
+        loop {
+            match self.decoder.decode(&mut input, &cfg) {
+                Ok(Some(Event::Message(m))) => f(Incoming::Message(m.as_bytes())),
+                Ok(Some(Event::Close(c))) => {
+                    f(Incoming::Closed(c.code.get()));
+                    return false;
                 }
-            }
-            if n < buf.len() {
-                return true;
+                Ok(Some(_)) => {}
+                Ok(None) => return true,
+                Err(_) => return false,
             }
         }
     }

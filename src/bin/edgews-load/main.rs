@@ -11,6 +11,7 @@ mod client;
 mod report;
 mod runner;
 mod scenario;
+mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -115,6 +116,14 @@ struct Common {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// For wss:// URLs: trust the certificates in this PEM file (default: accept
+    /// any certificate, for self-signed servers on this machine).
+    #[arg(long)]
+    ca: Option<String>,
+    /// Offer permessage-deflate in the handshake (the generator itself sends
+    /// uncompressed messages; use with `idle` to measure compression memory).
+    #[arg(long)]
+    deflate: bool,
     /// Give up if the connections are not all open after this many seconds.
     #[arg(long, default_value_t = 30.0)]
     open_timeout: f64,
@@ -131,11 +140,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Parses `ws://host:port/path` and insists on a loopback address.
-fn target(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+/// Parses `ws://` or `wss://host:port/path` and insists on a loopback address.
+fn target(common: &Common) -> Result<Target, String> {
+    let url = common.url.as_str();
+    let (rest, secure) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(r), _) => (r, false),
+        (_, Some(r)) => (r, true),
+        _ => return Err(format!("{url}: the URL must start with ws:// or wss://")),
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -150,12 +162,33 @@ fn target(url: &str) -> Result<Target, String> {
             "{addr} is not a loopback address: this tool only loads servers on this machine"
         ));
     }
+    let tls = if secure {
+        Some(tls::client_config(common.ca.as_deref())?)
+    } else {
+        None
+    };
+    let host = hostport
+        .rsplit_once(':')
+        .map_or(hostport, |(h, _)| h)
+        .trim_matches(|c| c == '[' || c == ']');
+    let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("{host}: {e}"))?;
+    let extra_headers = if common.deflate {
+        vec![(
+            "Sec-WebSocket-Extensions".to_owned(),
+            "permessage-deflate; client_max_window_bits".to_owned(),
+        )]
+    } else {
+        Vec::new()
+    };
     Ok(Target {
         addr,
         host: hostport.to_owned(),
         path: path.to_owned(),
         sources: Vec::new(),
         per_source: 1,
+        security: client::Security { tls, server_name },
+        extra_headers,
     })
 }
 
@@ -253,7 +286,7 @@ fn run(scenario: Scenario) -> Result<(), String> {
             binary,
             in_flight,
         } => {
-            let target = target(&common.url)?;
+            let target = target(&common)?;
             raise_fd_limit();
             let deadline = clock
                 + Duration::from_secs_f64(
@@ -318,7 +351,7 @@ fn run(scenario: Scenario) -> Result<(), String> {
             in_flight,
             room,
         } => {
-            let target = target(&common.url)?;
+            let target = target(&common)?;
             raise_fd_limit();
             let threads_n = common.threads.max(1);
             let pub_split = split(publishers.max(1), threads_n);
@@ -428,7 +461,7 @@ fn run(scenario: Scenario) -> Result<(), String> {
             common,
             concurrency,
         } => {
-            let target = target(&common.url)?;
+            let target = target(&common)?;
             raise_fd_limit();
             let deadline = clock + Duration::from_secs_f64(common.open_timeout);
             let before = common.server_pid.and_then(sample);
@@ -470,7 +503,7 @@ fn run(scenario: Scenario) -> Result<(), String> {
             sources,
             settle,
         } => {
-            let mut target = target(&common.url)?;
+            let mut target = target(&common)?;
             let limit = raise_fd_limit();
             if (common.connections as u64) + 64 > limit {
                 return Err(format!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use edgews::protocol::{Client, Encoder, OpCode};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::client::{Conn, Incoming, Out, State};
+use crate::client::{Conn, Incoming, Out, Security, State};
 
 /// What a scenario does with its connections (ids are local to the thread).
 pub trait Scenario {
@@ -67,6 +67,10 @@ pub struct Target {
     pub sources: Vec<IpAddr>,
     /// Connections per source address before moving to the next.
     pub per_source: usize,
+    /// Plain or TLS.
+    pub security: Security,
+    /// Extra request headers (e.g. a permessage-deflate offer).
+    pub extra_headers: Vec<(String, String)>,
 }
 
 /// Runs `scenario` over `count` connections (local ids `0..count`, global
@@ -97,7 +101,7 @@ pub fn run<S: Scenario>(
             let from = (!target.sources.is_empty()).then(|| {
                 target.sources[(global / target.per_source.max(1)) % target.sources.len()]
             });
-            match Conn::connect(target.addr, from) {
+            match Conn::connect(target.addr, from, &target.security) {
                 Ok(mut c) => {
                     poll.registry().register(
                         &mut c.sock,
@@ -127,13 +131,18 @@ pub fn run<S: Scenario>(
             let mut closed_code = None;
             if ev.is_writable() || ev.is_error() {
                 if conn.state == State::Connecting {
-                    match conn.on_connected(&target.host, &target.path, &mut outs[id]) {
+                    let extra: Vec<(&str, &str)> = target
+                        .extra_headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
+                    match conn.on_connected(&target.host, &target.path, &extra, &mut outs[id]) {
                         Ok(true) => dirty.push(id),
                         Ok(false) => {}
                         Err(_) => alive = false,
                     }
                 }
-                if alive && outs[id].wants_write() {
+                if alive && (outs[id].wants_write() || conn.tls_pending()) {
                     alive = conn.flush(&mut outs[id]).is_ok();
                 }
             }
