@@ -577,18 +577,31 @@ fn sample_window(
 mod tests {
     use super::*;
 
+    fn common(url: &str) -> Common {
+        match Cli::parse_from(["edgews-load", "echo", "--url", url]).scenario {
+            Scenario::Echo { common, .. } => common,
+            _ => unreachable!("an echo command line"),
+        }
+    }
+
     #[test]
     fn urls_must_be_loopback() {
-        let t = target("ws://127.0.0.1:9001/chat").unwrap();
+        let t = target(&common("ws://127.0.0.1:9001/chat")).unwrap();
         assert_eq!(
             (t.addr.port(), t.path.as_str(), t.host.as_str()),
             (9001, "/chat", "127.0.0.1:9001")
         );
-        assert_eq!(target("ws://127.0.0.1:80").unwrap().path, "/");
-        assert!(target("ws://10.0.0.1:9001/")
+        assert!(t.security.tls.is_none());
+        assert_eq!(target(&common("ws://127.0.0.1:80")).unwrap().path, "/");
+        assert!(target(&common("ws://10.0.0.1:9001/"))
             .unwrap_err()
             .contains("loopback"));
-        assert!(target("wss://127.0.0.1:9001/").is_err());
+        assert!(target(&common("wss://127.0.0.1:9001/"))
+            .unwrap()
+            .security
+            .tls
+            .is_some());
+        assert!(target(&common("http://127.0.0.1:9001/")).is_err());
     }
 
     #[test]
