@@ -54,17 +54,28 @@ fn every_member_on_every_worker_gets_every_message_once_in_order() {
             .send(TMessage::text(format!("pub:lobby:m{i}")))
             .unwrap();
     }
-    let received: Vec<Vec<String>> = clients
+    // Each reader hands its client back so the room stays full for the stats below.
+    let (received, _clients): (Vec<Vec<String>>, Vec<Ws>) = clients
         .into_iter()
-        .map(|mut ws| thread::spawn(move || (0..200).map(|_| read_text(&mut ws)).collect()))
+        .map(|mut ws| {
+            thread::spawn(move || {
+                let got: Vec<String> = (0..200).map(|_| read_text(&mut ws)).collect();
+                (got, ws)
+            })
+        })
         .collect::<Vec<_>>()
         .into_iter()
         .map(|t| t.join().unwrap())
-        .collect();
+        .unzip();
     let expected: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
     for (n, got) in received.iter().enumerate() {
         assert_eq!(got, &expected, "member {n}");
     }
+    let (size, stats) = server.handle.room_stats("lobby").unwrap();
+    assert_eq!(
+        (size, stats.published, stats.delivered, stats.dropped),
+        (40, 200, 8000, 0)
+    );
 }
 
 #[test]

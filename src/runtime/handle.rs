@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::protocol::{server_frame, CloseCode, Message};
-use crate::pubsub::Published;
+use crate::pubsub::{Published, RoomStats};
 
 use super::config::Config;
 use super::handler::ConnId;
@@ -34,10 +34,10 @@ pub(crate) enum Command {
         code: CloseCode,
         reason: Box<str>,
     },
-    /// Report the worker's member count of a room.
-    RoomSize {
+    /// Report the worker's member count and counters of a room.
+    RoomStats {
         room: Arc<str>,
-        reply: mpsc::Sender<usize>,
+        reply: mpsc::Sender<(usize, RoomStats)>,
     },
     /// Stop accepting and close every connection.
     Shutdown,
@@ -183,21 +183,35 @@ impl ServerHandle {
     /// use [`super::Conn::local_room_size`] there). Returns `None` if a worker
     /// did not answer within a second.
     pub fn room_size(&self, room: &str) -> Option<usize> {
+        self.room_stats(room).map(|(members, _)| members)
+    }
+
+    /// Members of `room` and its counters over all workers: delivered,
+    /// dropped and slow-consumer closes are summed; `published` is the most
+    /// any worker saw (every worker with members counts each publish once).
+    /// Same rules as [`ServerHandle::room_size`].
+    pub fn room_stats(&self, room: &str) -> Option<(usize, RoomStats)> {
         let (tx, rx) = mpsc::channel();
         let room: Arc<str> = room.into();
         for link in &self.shared.links {
-            link.send(Command::RoomSize {
+            link.send(Command::RoomStats {
                 room: room.clone(),
                 reply: tx.clone(),
             });
         }
         let deadline = Instant::now() + Duration::from_secs(1);
-        let mut total = 0;
+        let mut members = 0;
+        let mut total = RoomStats::default();
         for _ in &self.shared.links {
             let left = deadline.saturating_duration_since(Instant::now());
-            total += rx.recv_timeout(left).ok()?;
+            let (n, s) = rx.recv_timeout(left).ok()?;
+            members += n;
+            total.published = total.published.max(s.published);
+            total.delivered += s.delivered;
+            total.dropped += s.dropped;
+            total.slow_closes += s.slow_closes;
         }
-        Some(total)
+        Some((members, total))
     }
 
     /// Starts a graceful shutdown: stop accepting, close every connection

@@ -285,8 +285,13 @@ impl<H: Handler> Worker<H> {
                         });
                     }
                 }
-                Command::RoomSize { room, reply } => {
-                    let _ = reply.send(self.ctx.rooms.get(&room).map_or(0, |r| r.members().len()));
+                Command::RoomStats { room, reply } => {
+                    let answer = self
+                        .ctx
+                        .rooms
+                        .get(&room)
+                        .map_or((0, Default::default()), |r| (r.members().len(), r.stats));
+                    let _ = reply.send(answer);
                 }
                 Command::Shutdown => self.begin_shutdown(),
             }
