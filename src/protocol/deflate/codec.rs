@@ -102,9 +102,23 @@ impl Inflater {
     ///
     /// Fails with 1009 as soon as the output would pass `limit` bytes (so a
     /// small bomb costs at most `limit` bytes of memory), and with 1007 on
-    /// invalid data. After an error the inflater must not be used again for
-    /// this connection.
+    /// invalid data. After an error the stream is reset, so an inflater
+    /// shared by many connections (no context takeover) stays usable for the
+    /// others; a connection with context takeover must be closed.
     pub fn inflate(
+        &mut self,
+        message: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), ProtocolError> {
+        let result = self.inflate_stream(message, out, limit);
+        if result.is_err() {
+            self.zlib.reset(false);
+        }
+        result
+    }
+
+    fn inflate_stream(
         &mut self,
         message: &[u8],
         out: &mut Vec<u8>,
@@ -273,6 +287,26 @@ mod tests {
             .inflate(&z, &mut out, limit)
             .unwrap();
         assert_eq!(out.len(), limit);
+    }
+
+    #[test]
+    fn a_shared_inflater_recovers_after_a_failed_message() {
+        // One inflater serves every no-context-takeover connection of a worker:
+        // a bomb or garbage from one must not poison the next one's message.
+        let mut shared = Inflater::new(15, true);
+        let zeros = vec![0u8; 4 << 20];
+        let mut bomb = Vec::new();
+        Deflater::new(15, true).compress(&zeros, &mut bomb);
+        let mut out = Vec::new();
+        assert!(shared.inflate(&bomb, &mut out, 1 << 16).is_err());
+        assert!(shared
+            .inflate(&[0xff; 32], &mut Vec::new(), 1 << 16)
+            .is_err());
+        let mut good = Vec::new();
+        Deflater::new(15, true).compress(b"hello again", &mut good);
+        let mut out = Vec::new();
+        shared.inflate(&good, &mut out, 1 << 16).unwrap();
+        assert_eq!(out, b"hello again");
     }
 
     #[test]
