@@ -13,7 +13,7 @@ use super::config::{Config, SlowConsumerPolicy};
 use super::connection::{flag, Core, Phase};
 use super::handle::ServerHandle;
 use super::handler::ConnId;
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Stashed, STASH_MAX_BYTES};
 use super::stats::WorkerStats;
 use super::timer::Millis;
 
@@ -128,8 +128,9 @@ impl Ctx {
         let Some(room) = rooms.get_mut(room) else {
             return;
         };
-        // Stored frame indexes: [0] plain, [1 + bits - 9] compressed with a window of `bits`.
-        let mut stored = [u32::MAX; 8];
+        // Each form of the message stored once: [0] plain, [1 + bits - 9]
+        // compressed with a window of `bits`.
+        let mut stored = [Stored::Unset; 8];
         let (mut delivered, mut dropped, mut closed) = (0u64, 0u64, 0u64);
         for &m in room.members() {
             let m = m as usize;
@@ -165,7 +166,7 @@ impl Ctx {
                 }
             } else if byte != 0 {
                 let at = 1 + usize::from(byte.clamp(9, 15) - 9);
-                if stored[at] == u32::MAX {
+                if stored[at] == Stored::Unset {
                     let frame = if byte >= 15 {
                         msg.deflated
                             .get_or_init(|| {
@@ -180,19 +181,19 @@ impl Ctx {
                             .then(|| server_frame_with(msg.opcode, true, &deflate.scratch))
                     };
                     stored[at] = match frame {
-                        Some(f) => out.share(f),
-                        None => u32::MAX - 1, // under the threshold: send it plain
+                        Some(f) => Stored::new(out, &f),
+                        None => Stored::Plain, // under the threshold: send it plain
                     };
                 }
-                if stored[at] != u32::MAX - 1 {
-                    out.shared(m, stored[at]);
+                if stored[at] != Stored::Plain {
+                    stored[at].queue(out, m);
                     continue;
                 }
             }
-            if stored[0] == u32::MAX {
-                stored[0] = out.share(msg.frame.clone());
+            if stored[0] == Stored::Unset {
+                stored[0] = Stored::new(out, &msg.frame);
             }
-            out.shared(m, stored[0]);
+            stored[0].queue(out, m);
         }
         room.stats.published += 1;
         room.stats.delivered += delivered;
@@ -201,6 +202,36 @@ impl Ctx {
         stats.messages_out.add(delivered);
         stats.slow_consumer_drops.add(dropped);
         stats.slow_consumer_closes.add(closed);
+    }
+}
+
+/// Where one form of a broadcast frame is kept for this turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    Unset,
+    /// Small: copied once into the cork, so a member's consecutive frames merge.
+    Stashed(Stashed),
+    /// Large: shared by reference.
+    Shared(u32),
+    /// This compressed form is not used (message under the threshold).
+    Plain,
+}
+
+impl Stored {
+    fn new(out: &mut Outbox, frame: &Bytes) -> Stored {
+        if frame.len() <= STASH_MAX_BYTES {
+            Stored::Stashed(out.stash(frame))
+        } else {
+            Stored::Shared(out.share(frame.clone()))
+        }
+    }
+
+    fn queue(self, out: &mut Outbox, key: usize) {
+        match self {
+            Stored::Stashed(s) => out.stashed(key, s),
+            Stored::Shared(i) => out.shared(key, i),
+            Stored::Unset | Stored::Plain => unreachable!("queued a form that was not stored"),
+        }
     }
 }
 

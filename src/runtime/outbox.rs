@@ -22,6 +22,9 @@ use crate::protocol::{FrameHeader, OpCode};
 
 /// Payloads at least this big get their own buffer instead of the cork.
 const OWN_BUFFER_BYTES: usize = 64 << 10;
+/// Broadcast frames up to this size are copied into the cork (once per turn);
+/// larger ones are shared by reference.
+pub(crate) const STASH_MAX_BYTES: usize = 16 << 10;
 /// After an iteration the cork is shrunk back if it grew past this.
 const CORK_KEEP_BYTES: usize = 1 << 20;
 /// Most buffers handed to one `writev`.
@@ -49,6 +52,13 @@ pub(crate) struct Slot {
     pub deflate: u8,
 }
 
+/// A frame copied into the cork by [`Outbox::stash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stashed {
+    start: u32,
+    len: u32,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Piece {
     Cork { start: u32, len: u32 },
@@ -60,6 +70,9 @@ struct Seg {
     next: u32,
     piece: Piece,
     control: bool,
+    /// Whole WebSocket data frames (so they may merge, and be split again at
+    /// frame boundaries); false for raw HTTP bytes.
+    frames: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +123,11 @@ impl Outbox {
     /// True when slot `key` holds the connection of generation `gen`.
     pub fn is_live(&self, key: usize, gen: u32) -> bool {
         gen != 0 && self.slots.get(key).is_some_and(|s| s.gen == gen)
+    }
+
+    /// True when `key` has output from this turn not yet written.
+    pub fn has_pending(&self, key: usize) -> bool {
+        self.slots.get(key).is_some_and(|s| s.batch != NONE)
     }
 
     /// True when nothing at all waits to be written for `key`.
@@ -167,7 +185,7 @@ impl Outbox {
             own.extend_from_slice(&head[..n]);
             own.extend_from_slice(payload);
             let idx = self.share(Bytes::from(own));
-            self.push(key, Piece::Shared(idx), control);
+            self.push(key, Piece::Shared(idx), control, true);
         } else {
             let start = self.cork.len();
             self.cork.extend_from_slice(&head[..n]);
@@ -180,6 +198,7 @@ impl Outbox {
                     len,
                 },
                 control,
+                true,
             );
         }
     }
@@ -195,6 +214,32 @@ impl Outbox {
                 len: bytes.len() as u32,
             },
             false,
+            false,
+        );
+    }
+
+    /// Copies a small broadcast frame once into this turn's cork; queue it to
+    /// members with [`Outbox::stashed`]. Consecutive stashed frames are
+    /// contiguous, so a member's frames of one turn merge into one buffer.
+    pub fn stash(&mut self, frame: &[u8]) -> Stashed {
+        let start = self.cork.len() as u32;
+        self.cork.extend_from_slice(frame);
+        Stashed {
+            start,
+            len: frame.len() as u32,
+        }
+    }
+
+    /// Queues a stashed frame for `key`.
+    pub fn stashed(&mut self, key: usize, frame: Stashed) {
+        self.push(
+            key,
+            Piece::Cork {
+                start: frame.start,
+                len: frame.len,
+            },
+            false,
+            true,
         );
     }
 
@@ -206,21 +251,46 @@ impl Outbox {
 
     /// Queues the stored frame `idx` for `key` (broadcast: no copy).
     pub fn shared(&mut self, key: usize, idx: u32) {
-        self.push(key, Piece::Shared(idx), false);
+        self.push(key, Piece::Shared(idx), false, true);
     }
 
-    fn push(&mut self, key: usize, piece: Piece, control: bool) {
+    fn push(&mut self, key: usize, piece: Piece, control: bool, frames: bool) {
         let len = match piece {
             Piece::Cork { len, .. } => len as usize,
             Piece::Shared(i) => self.shared[i as usize].len(),
         };
+        let slot = &mut self.slots[key];
+        if slot.batch != NONE {
+            let b = &mut self.batch[slot.batch as usize];
+            // Bytes that follow the connection's last piece in the cork extend
+            // it: pipelined replies and consecutive broadcasts become one buffer.
+            let tail = &mut self.segs[b.tail as usize];
+            if let (
+                Piece::Cork {
+                    start,
+                    len: tail_len,
+                },
+                Piece::Cork {
+                    start: next,
+                    len: add,
+                },
+            ) = (&mut tail.piece, piece)
+            {
+                if *start + *tail_len == next && tail.frames && frames && !tail.control && !control
+                {
+                    *tail_len += add;
+                    b.bytes += len;
+                    return;
+                }
+            }
+        }
         let seg = self.segs.len() as u32;
         self.segs.push(Seg {
             next: NONE,
             piece,
             control,
+            frames,
         });
-        let slot = &mut self.slots[key];
         if slot.batch == NONE {
             slot.batch = self.batch.len() as u32;
             self.batch.push(Batch {
@@ -363,10 +433,25 @@ impl Outbox {
                             }
                             // A frame cut by the write has started: it gets a buffer of
                             // its own at the head, and nothing may go before it.
-                            p if offset > 0 => q.push_bytes(
-                                Bytes::copy_from_slice(&piece_bytes(p)[offset..]),
-                                sg.control,
-                            ),
+                            // Merged frames: only the frame being written is
+                            // started; the frames after it stay behind any
+                            // control frame that comes later.
+                            p if offset > 0 => {
+                                let bytes = piece_bytes(p);
+                                let end = if sg.frames {
+                                    frame_end(bytes, offset)
+                                } else {
+                                    bytes.len()
+                                };
+                                q.push_bytes(
+                                    Bytes::copy_from_slice(&bytes[offset..end]),
+                                    sg.control,
+                                );
+                                q.head_started = true;
+                                if end < bytes.len() {
+                                    q.push_copy(&bytes[end..], false);
+                                }
+                            }
                             p => q.push_copy(piece_bytes(p), sg.control),
                         }
                         if offset > 0 {
@@ -407,6 +492,23 @@ impl Outbox {
         self.segs.clear();
         self.batch.clear();
     }
+}
+
+/// The end of the frame that contains byte `offset` of `bytes`, a run of
+/// whole server frames.
+fn frame_end(bytes: &[u8], offset: usize) -> usize {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let end = match FrameHeader::parse(&bytes[pos..]) {
+            Ok(crate::protocol::Parse::Complete((h, hlen))) => pos + hlen + h.payload_len as usize,
+            _ => return bytes.len(), // not frames after all: keep it whole
+        };
+        if end > offset {
+            return end.min(bytes.len());
+        }
+        pos = end;
+    }
+    bytes.len()
 }
 
 /// What the write path needs from a transport.
@@ -537,11 +639,13 @@ mod tests {
         data: Vec<u8>,
         budget: usize,
         calls: usize,
+        buffers: usize,
     }
 
     impl VectoredWrite for Sink {
         fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
             self.calls += 1;
+            self.buffers += bufs.len();
             if self.budget == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
@@ -564,6 +668,7 @@ mod tests {
             data: Vec::new(),
             budget,
             calls: 0,
+            buffers: 0,
         }
     }
 
@@ -597,6 +702,44 @@ mod tests {
         assert_eq!(s1.data, frames(&[b"b", b"all"]));
         ob.end_iteration();
         assert_eq!(ob.queued_bytes(0), 0);
+    }
+
+    #[test]
+    fn consecutive_frames_go_out_as_one_buffer() {
+        let mut ob = Outbox::default();
+        ob.open(0, 1);
+        ob.open(1, 1);
+        // Pipelined replies, then two broadcasts stashed for both connections.
+        ob.frame(0, OpCode::Text, false, b"r1");
+        ob.frame(0, OpCode::Text, false, b"r2");
+        let b1 = ob.stash(&crate::protocol::server_frame(OpCode::Text, b"b1"));
+        ob.stashed(0, b1);
+        ob.stashed(1, b1);
+        let b2 = ob.stash(&crate::protocol::server_frame(OpCode::Text, b"b2"));
+        ob.stashed(0, b2);
+        ob.stashed(1, b2);
+        let (mut s0, mut s1) = (sink(usize::MAX), sink(usize::MAX));
+        ob.write_batch(0, &mut s0).unwrap();
+        ob.write_batch(1, &mut s1).unwrap();
+        // Connection 0: r1 r2 b1 are contiguous in the cork, b2 follows b1 directly.
+        assert_eq!((s0.calls, s0.buffers), (1, 1));
+        assert_eq!((s1.calls, s1.buffers), (1, 1));
+        let text = |parts: &[&[u8]]| -> Vec<u8> {
+            let mut v = Vec::new();
+            for p in parts {
+                v.extend_from_slice(&crate::protocol::server_frame(OpCode::Text, p));
+            }
+            v
+        };
+        assert_eq!(s0.data, text(&[b"r1", b"r2", b"b1", b"b2"]));
+        assert_eq!(s1.data, text(&[b"b1", b"b2"]));
+        // HTTP bytes never merge with frames (frames may be split apart later).
+        ob.end_iteration();
+        ob.raw(0, b"HTTP/1.1 101 ...\r\n\r\n");
+        ob.frame(0, OpCode::Text, false, b"hi");
+        let mut s = sink(usize::MAX);
+        ob.write_batch(0, &mut s).unwrap();
+        assert_eq!(s.buffers, 2);
     }
 
     #[test]

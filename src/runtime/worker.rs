@@ -391,6 +391,25 @@ impl<H: Handler> Worker<H> {
             }
         }
         self.rbuf = rbuf;
+        // The replies this connection's input produced go out now rather than
+        // at the end of the turn: with many ready sockets, waiting for every
+        // other read first would add a whole turn to each reply's latency.
+        // Output for other connections (fan-out) still waits for the end of
+        // the turn, so it is coalesced into one write per connection.
+        self.flush_one(key);
+    }
+
+    /// Writes `key`'s batch now.
+    fn flush_one(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if self.ctx.out.has_pending(key) {
+            match self.ctx.out.write_batch(key, &mut conn.io) {
+                Ok(_) => self.after_write(key),
+                Err(_) => self.lost(key),
+            }
+        }
     }
 
     fn input(&mut self, key: usize, bytes: &mut [u8]) {
