@@ -194,3 +194,48 @@ fn first_frame_in_the_same_packet_as_the_request() {
     assert!(head.starts_with(b"HTTP/1.1 101"));
     assert_eq!(raw.next(), Got::Text("early bird".into()));
 }
+
+#[test]
+fn a_request_head_split_over_many_reads_is_assembled() {
+    let server = TestServer::echo(config());
+    // Byte groups with pauses between them arrive as separate reads; the
+    // worker keeps the partial head aside and completes it.
+    let mut request = upgrade_request("").into_bytes();
+    // A masked text frame "hi" right behind the head, in the last piece.
+    request.extend_from_slice(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    for piece in request.chunks(9) {
+        s.write_all(piece).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !got.ends_with(&[0x81, 2, b'h', b'i']) {
+        let n = std::io::Read::read(&mut s, &mut chunk).expect("101 and the echo");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 101"));
+
+    // Pieces that together pass the head limit get 431 all the same.
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        if s.write_all(format!("X-Pad: {}\r\n", "a".repeat(1000)).as_bytes())
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}

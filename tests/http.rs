@@ -122,6 +122,14 @@ fn counters_move_as_messages_flow() {
     assert_eq!(after["edgews_upgrades_total"], 5.0);
     assert!(after["edgews_connections_accepted_total"] >= 5.0);
     assert_eq!(
+        after["edgews_data_messages_received_total{opcode=\"text\"}"],
+        100.0
+    );
+    assert_eq!(
+        after["edgews_data_messages_received_total{opcode=\"binary\"}"],
+        0.0
+    );
+    assert_eq!(
         after["edgews_control_frames_received_total{opcode=\"ping\"}"],
         1.0
     );

@@ -189,6 +189,19 @@ pub(crate) fn render(handle: &ServerHandle) -> String {
 
     head(
         &mut out,
+        "edgews_data_messages_received_total",
+        "counter",
+        "Data messages received, by opcode of their first frame.",
+    );
+    for (i, op) in [(1, "text"), (2, "binary")] {
+        let n: u64 = s.iter().map(|w| w.frames_in[i].get()).sum();
+        let _ = writeln!(
+            out,
+            "edgews_data_messages_received_total{{opcode=\"{op}\"}} {n}"
+        );
+    }
+    head(
+        &mut out,
         "edgews_control_frames_received_total",
         "counter",
         "Control frames received, by opcode (data frames are counted as messages).",

@@ -35,6 +35,7 @@ fn counters(w: &WorkerStats) -> Value {
         "messages_sent": w.messages_out.get(),
         "bytes_received": w.bytes_in.get(),
         "bytes_sent": w.bytes_out.get(),
+        "data_messages_received": { "text": w.frames_in[1].get(), "binary": w.frames_in[2].get() },
         "control_frames_received": {
             "close": w.frames_in[3].get(), "ping": w.frames_in[4].get(), "pong": w.frames_in[5].get(),
         },

@@ -2,7 +2,8 @@
 //!
 //! Kept small on purpose: an idle open connection is this struct and nothing
 //! else (its socket, an 8-byte decoder with no buffer, a few counters). Rarely
-//! needed state lives behind `ext`, allocated only while needed.
+//! needed state (a request head split over several reads) lives in a side
+//! table of the worker.
 
 use crate::protocol::{Decoder, Server};
 
@@ -64,7 +65,6 @@ pub(crate) struct Core {
     pub timer_tick: u32,
     pub phase: Phase,
     pub flags: u8,
-    pub ext: Option<Box<Ext>>,
 }
 
 impl Core {
@@ -91,13 +91,6 @@ impl Core {
     }
 }
 
-/// Rarely needed per-connection state, allocated on demand.
-#[derive(Debug, Default)]
-pub(crate) struct Ext {
-    /// A request head that did not arrive in one read.
-    pub request: Vec<u8>,
-}
-
 /// A connection in the worker's slab.
 #[derive(Debug)]
 pub(crate) struct Connection<D> {
@@ -106,13 +99,6 @@ pub(crate) struct Connection<D> {
     pub core: Core,
     /// The handler's data; `Some` from the accepted upgrade on.
     pub data: Option<D>,
-}
-
-impl Core {
-    /// Allocates `ext` if needed.
-    pub fn ext(&mut self) -> &mut Ext {
-        self.ext.get_or_insert_with(Default::default)
-    }
 }
 
 #[cfg(test)]
@@ -125,7 +111,7 @@ mod tests {
     fn idle_connection_stays_small() {
         let conn = std::mem::size_of::<super::Connection<()>>();
         let slot = std::mem::size_of::<crate::runtime::outbox::Slot>();
-        assert!(conn <= 64, "Connection<()> grew to {conn} bytes");
+        assert!(conn <= 56, "Connection<()> grew to {conn} bytes");
         assert!(slot <= 24, "outbox Slot grew to {slot} bytes");
         assert_eq!(
             std::mem::size_of::<crate::protocol::Decoder<crate::protocol::Server>>(),

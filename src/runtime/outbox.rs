@@ -105,6 +105,14 @@ pub(crate) enum Flushed {
 }
 
 impl Outbox {
+    /// An outbox with table space reserved for `connections` connections.
+    pub fn with_capacity(connections: usize) -> Self {
+        Outbox {
+            slots: Vec::with_capacity(connections),
+            ..Default::default()
+        }
+    }
+
     /// Makes sure slot `key` exists and is clean (called when a connection is added).
     pub fn open(&mut self, key: usize, gen: u32) {
         if self.slots.len() <= key {

@@ -153,7 +153,8 @@ pub struct WorkerStats {
     pub bytes_in: Counter,
     /// Bytes written to sockets.
     pub bytes_out: Counter,
-    /// Frames received by opcode: continuation, text, binary, close, ping, pong.
+    /// Received by opcode: data messages (continuation, unused; text;
+    /// binary), then control frames (close, ping, pong).
     pub frames_in: [Counter; 6],
     /// Close frames sent, by [`close_code_slot`].
     pub closes_sent: [Counter; CLOSE_CODE_SLOTS],
@@ -192,6 +193,13 @@ impl WorkerStats {
             .unwrap_or(DURATION_BUCKETS_SECS.len());
         self.duration_buckets[idx].inc();
         self.duration_sum_ms.add(ms);
+    }
+
+    /// Counts a received data message (also by type).
+    #[inline]
+    pub(crate) fn message_in(&self, msg: &crate::protocol::Message<'_>) {
+        self.messages_in.inc();
+        self.frame_in(msg.opcode());
     }
 
     pub(crate) fn frame_in(&self, opcode: crate::protocol::OpCode) {

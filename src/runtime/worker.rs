@@ -7,6 +7,7 @@
 //! handed to the handler straight from it); run the timers; then write, once
 //! per connection, everything that was sent during the turn.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -27,6 +28,7 @@ use super::conn::{CloseRequest, Conn, Ctx};
 use super::connection::{flag, Connection, Core, Phase};
 use super::handle::{Command, Link, ServerHandle};
 use super::handler::{CloseInfo, ConnId, Handler, Request};
+use super::outbox::Outbox;
 use super::stats::{close_code_slot, RejectReason};
 use super::timer::{Expired, Millis, TimerWheel};
 use super::transport::Transport;
@@ -42,6 +44,10 @@ const WHEEL_SLOTS: usize = 512;
 const ACCEPTS_PER_EVENT: usize = 256;
 /// Most reads from one connection in one loop turn.
 const READS_PER_TURN: usize = 4;
+
+/// The most connections a worker reserves table space for at start (the
+/// tables grow past it if needed).
+const MAX_RESERVED_CONNECTIONS: usize = 1 << 21;
 /// The buffer inflated messages land in is freed after use past this size.
 const INFLATED_KEEP_BYTES: usize = 1 << 20;
 
@@ -62,6 +68,9 @@ pub(crate) struct Worker<H: Handler> {
     keys: Vec<usize>,
     /// Connections whose paused input may be read again.
     resume: Vec<usize>,
+    /// Request heads that did not arrive in one read, by connection (rare:
+    /// kept out of the connection so an idle one stays small).
+    partial_heads: HashMap<usize, Vec<u8>>,
     /// Accepting failed for lack of file descriptors: retry on the next tick.
     accept_retry: bool,
     shutdown_deadline: Option<Millis>,
@@ -82,18 +91,23 @@ impl<H: Handler> Worker<H> {
         let cfg = handle.shared.cfg.clone();
         let stats = handle.shared.stats[usize::from(index)].clone();
         let cfg_deflate = (cfg.compression, cfg.compression_threshold_bytes);
+        // Address space for every connection this worker may hold, reserved
+        // up front: large allocations are mapped lazily, so untouched capacity
+        // costs no memory, and the tables never grow by copying (no latency
+        // spike at each doubling, no freed old copy left resident).
+        let capacity = cfg.max_connections.min(MAX_RESERVED_CONNECTIONS);
         Ok(Worker {
             poll,
             listener: Some(listener),
             inbox,
-            conns: Slab::new(),
+            conns: Slab::with_capacity(capacity),
             handler,
             rbuf: vec![0; cfg.receive_buffer_bytes],
             inflated: Vec::new(),
             ctx: Ctx {
                 index,
                 cfg,
-                out: Default::default(),
+                out: Outbox::with_capacity(capacity),
                 rooms: Default::default(),
                 closes: Vec::new(),
                 handle,
@@ -107,6 +121,7 @@ impl<H: Handler> Worker<H> {
             expired: Vec::new(),
             keys: Vec::new(),
             resume: Vec::new(),
+            partial_heads: HashMap::new(),
             accept_retry: false,
             shutdown_deadline: None,
         })
@@ -247,7 +262,6 @@ impl<H: Handler> Worker<H> {
                 timer_tick: u32::MAX,
                 phase: Phase::Handshake,
                 flags: 0,
-                ext: None,
             },
             data: None,
         });
@@ -441,12 +455,7 @@ impl<H: Handler> Worker<H> {
     // ----- handshake ---------------------------------------------------------
 
     fn handshake_input(&mut self, key: usize, bytes: &mut [u8]) {
-        let core = &mut self.conns[key].core;
-        let mut held = core
-            .ext
-            .as_mut()
-            .map(|e| std::mem::take(&mut e.request))
-            .unwrap_or_default();
+        let mut held = self.partial_heads.remove(&key).unwrap_or_default();
         let buf: &mut [u8] = if held.is_empty() {
             bytes
         } else {
@@ -459,7 +468,7 @@ impl<H: Handler> Worker<H> {
             Ok(Parse::Complete(done)) => done,
             Ok(Parse::Incomplete(_)) => {
                 let keep = buf.to_vec();
-                self.conns[key].core.ext().request = keep;
+                self.partial_heads.insert(key, keep);
                 return;
             }
             Err(e) => return self.refuse_handshake(key, &e),
@@ -505,7 +514,6 @@ impl<H: Handler> Worker<H> {
         let conn = &mut self.conns[key];
         conn.data = Some(accept.data);
         conn.core.phase = Phase::Open;
-        conn.core.ext = None;
         conn.core.touch(self.ctx.now);
         self.ctx.stats.upgrades.inc();
         self.arm_timer(key);
@@ -531,7 +539,6 @@ impl<H: Handler> Worker<H> {
         let core = &mut self.conns[key].core;
         core.phase = Phase::Closing;
         core.set(flag::DISCARD_INPUT);
-        core.ext = None;
         core.touch(self.ctx.now);
         self.arm_timer(key);
     }
@@ -576,7 +583,7 @@ impl<H: Handler> Worker<H> {
             let open = core.phase == Phase::Open;
             match event {
                 Event::Message(msg) => {
-                    ctx.stats.messages_in.inc();
+                    ctx.stats.message_in(&msg);
                     ctx.stats.message_bytes_in.add(msg.len() as u64);
                     if open && !core.has(flag::CLOSE_REQUESTED) {
                         let data = data.as_mut().expect("an open connection has data");
@@ -605,7 +612,7 @@ impl<H: Handler> Worker<H> {
                     };
                     match msg {
                         Ok(msg) => {
-                            ctx.stats.messages_in.inc();
+                            ctx.stats.message_in(&msg);
                             ctx.stats.message_bytes_in.add(msg.len() as u64);
                             if open && !core.has(flag::CLOSE_REQUESTED) {
                                 let data = data.as_mut().expect("an open connection has data");
@@ -990,6 +997,7 @@ impl<H: Handler> Worker<H> {
             );
         }
         let conn = self.conns.remove(key);
+        self.partial_heads.remove(&key);
         let deflate = self.ctx.out.slot(key).deflate;
         self.ctx.deflate.forget(key, deflate);
         self.ctx.out.forget(key);
