@@ -5,6 +5,11 @@
 #
 #   benches/density.sh [--connections N] [--modes "plain shared dedicated tls"] [--peers]
 #
+# Modes: plain, shared, dedicated, dedicated11 (11-bit window), tls: idle after
+# the handshake (deflate negotiated where named); shared-used, dedicated-used,
+# dedicated11-used: after each connection had one 1 KiB message echoed
+# compressed (so a dedicated connection holds its compressor; the generator
+# sends uncompressed, so no inflater is built).
 # The open-files limit is raised to the hard limit for both processes. On
 # machines where that limit is 20,000 per process, N stays at 15,000; the
 # figure is per connection, so it holds at 100,000 as well (one process per
@@ -12,7 +17,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-n=15000 modes="plain shared dedicated tls" peers=0
+n=15000 modes="plain shared dedicated shared-used dedicated-used dedicated11-used tls" peers=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --connections) n="$2"; shift 2 ;;
@@ -67,6 +72,9 @@ for mode in $modes; do
     plain) run "edgews, plain ws" "ws://127.0.0.1:$port/" "" $edgews $common --listen 127.0.0.1:$port ;;
     shared) run "edgews, permessage-deflate shared" "ws://127.0.0.1:$port/" "--deflate" $edgews $common --compression shared --listen 127.0.0.1:$port ;;
     dedicated) run "edgews, permessage-deflate dedicated (15-bit window)" "ws://127.0.0.1:$port/" "--deflate" $edgews $common --compression dedicated --listen 127.0.0.1:$port ;;
+    dedicated-used) run "edgews, permessage-deflate dedicated (15-bit window), after one compressed 1 KiB echo" "ws://127.0.0.1:$port/" "--deflate --hello 1024 --open-timeout 120" $edgews $common --compression dedicated --listen 127.0.0.1:$port ;;
+    dedicated11-used) run "edgews, permessage-deflate dedicated (11-bit window), after one compressed 1 KiB echo" "ws://127.0.0.1:$port/" "--deflate --hello 1024 --open-timeout 120" $edgews $common --compression dedicated --compression-window-bits 11 --listen 127.0.0.1:$port ;;
+    shared-used) run "edgews, permessage-deflate shared, after one compressed 1 KiB echo" "ws://127.0.0.1:$port/" "--deflate --hello 1024 --open-timeout 120" $edgews $common --compression shared --listen 127.0.0.1:$port ;;
     dedicated11) run "edgews, permessage-deflate dedicated (11-bit window)" "ws://127.0.0.1:$port/" "--deflate" $edgews $common --compression dedicated --compression-window-bits 11 --listen 127.0.0.1:$port ;;
     tls) run "edgews, TLS (wss, ECDSA P-256)" "wss://127.0.0.1:$port/" "" $edgews $common --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --listen 127.0.0.1:$port ;;
     *) echo "density.sh: unknown mode $mode" >&2; exit 2 ;;

@@ -3,7 +3,9 @@
 //! Shared mode (no context takeover both ways): one inflater and one
 //! compressor per window size per worker serve every connection, so a
 //! connection costs one byte of state (its window size, kept in its outbox
-//! slot). Dedicated mode: each connection owns a compressor and an inflater.
+//! slot). Dedicated mode: each connection owns a compressor and an inflater,
+//! each made when it is first needed (a connection that only receives never
+//! holds an inflater; one that stays silent holds neither).
 
 use std::collections::HashMap;
 
@@ -16,11 +18,29 @@ use super::config::Compression;
 /// Marks a connection with its own compressor pair in the slot's deflate byte.
 pub(crate) const DEDICATED: u8 = 0x80;
 
-/// A connection's own compressor and inflater (dedicated mode).
+/// A connection's own compressor and inflater (dedicated mode), made on
+/// first use.
 #[derive(Debug)]
 struct Pair {
-    deflater: Deflater,
-    inflater: Inflater,
+    params: DeflateParams,
+    deflater: Option<Deflater>,
+    inflater: Option<Inflater>,
+}
+
+impl Pair {
+    fn deflater(&mut self) -> &mut Deflater {
+        let p = self.params;
+        self.deflater.get_or_insert_with(|| {
+            Deflater::new(p.server_window_bits, p.server_no_context_takeover)
+        })
+    }
+
+    fn inflater(&mut self) -> &mut Inflater {
+        let p = self.params;
+        self.inflater.get_or_insert_with(|| {
+            Inflater::new(p.client_window_bits, p.client_no_context_takeover)
+        })
+    }
 }
 
 /// The compression state of one worker.
@@ -77,8 +97,9 @@ impl Compressors {
             return p.server_window_bits;
         }
         let pair = Pair {
-            deflater: Deflater::new(p.server_window_bits, p.server_no_context_takeover),
-            inflater: Inflater::new(p.client_window_bits, p.client_no_context_takeover),
+            params: p,
+            deflater: None,
+            inflater: None,
         };
         self.dedicated.insert(key as u32, Box::new(pair));
         DEDICATED | p.server_window_bits
@@ -101,7 +122,7 @@ impl Compressors {
         limit: usize,
     ) -> Result<(), ProtocolError> {
         let inflater = match self.dedicated.get_mut(&(key as u32)) {
-            Some(pair) if byte & DEDICATED != 0 => &mut pair.inflater,
+            Some(pair) if byte & DEDICATED != 0 => pair.inflater(),
             _ => &mut self.shared_inflater,
         };
         inflater.inflate(payload, out, limit)
@@ -117,7 +138,7 @@ impl Compressors {
         out.clear();
         let deflater = if byte & DEDICATED != 0 {
             match self.dedicated.get_mut(&(key as u32)) {
-                Some(pair) => &mut pair.deflater,
+                Some(pair) => pair.deflater(),
                 None => return false,
             }
         } else {

@@ -32,6 +32,9 @@ pub struct Conn {
     key: String,
     /// Bytes of the handshake response received so far.
     head: Vec<u8>,
+    /// permessage-deflate was agreed: compressed (RSV1) messages may come.
+    /// They are passed on still compressed (no scenario reads their content).
+    deflate: bool,
     decoder: Decoder<ClientRole>,
     /// wss: the TLS session over the socket.
     tls: Option<Box<ClientConnection>>,
@@ -115,6 +118,7 @@ impl Conn {
             state: State::Connecting,
             key: client::generate_key(),
             head: Vec::new(),
+            deflate: false,
             decoder: Decoder::new(),
             tls,
         })
@@ -234,17 +238,16 @@ impl Conn {
 
     /// Handles plaintext bytes: the 101 response, then frames.
     fn consume(&mut self, data: &mut [u8], f: &mut impl FnMut(Incoming<'_>)) -> bool {
-        let cfg = DecoderConfig {
-            max_message_bytes: 64 << 20,
-            allow_rsv1: false,
-        };
         let mut rest;
         let mut data = data;
         if self.state == State::Handshaking {
             self.head.extend_from_slice(data);
             match client::parse_response(&self.head, &self.key) {
-                Ok(Parse::Complete((_, used))) => {
+                Ok(Parse::Complete((resp, used))) => {
                     self.state = State::Open;
+                    self.deflate = resp
+                        .extensions
+                        .is_some_and(|e| e.contains("permessage-deflate"));
                     f(Incoming::Opened);
                     rest = std::mem::take(&mut self.head);
                     rest.drain(..used);
@@ -254,10 +257,15 @@ impl Conn {
                 Err(_) => return false,
             }
         }
+        let cfg = DecoderConfig {
+            max_message_bytes: 64 << 20,
+            allow_rsv1: self.deflate,
+        };
         let mut input = Input::new(data);
         loop {
             match self.decoder.decode(&mut input, &cfg) {
                 Ok(Some(Event::Message(m))) => f(Incoming::Message(m.as_bytes())),
+                Ok(Some(Event::Compressed { payload, .. })) => f(Incoming::Message(payload)),
                 Ok(Some(Event::Close(c))) => {
                     f(Incoming::Closed(c.code.get()));
                     return false;

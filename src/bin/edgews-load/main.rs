@@ -89,6 +89,12 @@ enum Scenario {
         /// Seconds to wait after the last connection opened before reading the server's memory.
         #[arg(long, default_value_t = 2.0)]
         settle: f64,
+        /// Before idling, each connection sends one text message of this many
+        /// bytes and waits for its echo (0: none). With `--deflate` against a
+        /// `dedicated` server, this makes the server build the connection's
+        /// compressor, to measure the memory of a connection in use.
+        #[arg(long, default_value_t = 0)]
+        hello: usize,
     },
 }
 
@@ -502,6 +508,7 @@ fn run(scenario: Scenario) -> Result<(), String> {
             common,
             sources,
             settle,
+            hello,
         } => {
             let mut target = target(&common)?;
             let limit = raise_fd_limit();
@@ -523,7 +530,7 @@ fn run(scenario: Scenario) -> Result<(), String> {
                 .map(|(first, count)| {
                     let (target, shared) = (target.clone(), shared.clone());
                     thread::spawn(move || {
-                        let mut idle = scenario::idle::Idle::new(shared);
+                        let mut idle = scenario::idle::Idle::new(shared, hello);
                         runner::run(&target, first, count, 256, clock, deadline, &mut idle)
                             .map(|_| idle)
                     })

@@ -1,35 +1,59 @@
-//! `idle`: open N connections and hold them, sending nothing, until the
-//! deadline (the server's memory per connection is measured by `main`).
+//! `idle`: open N connections and hold them until the deadline (the server's
+//! memory per connection is measured by `main`). With a hello size, each
+//! connection first sends one text message and counts as open once the echo
+//! is back; otherwise it sends nothing at all.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use edgews::protocol::OpCode;
 
 use super::Shared;
 use crate::runner::{Io, Scenario};
 
 pub struct Idle {
     shared: Arc<Shared>,
+    /// The hello message (empty: none).
+    hello: Vec<u8>,
     pub opened: usize,
     pub lost: usize,
 }
 
 impl Idle {
-    pub fn new(shared: Arc<Shared>) -> Idle {
+    pub fn new(shared: Arc<Shared>, hello: usize) -> Idle {
+        // Text that compresses like chat traffic does, not like zeros.
+        let hello = (0..hello)
+            .map(|i| b"the quick brown fox jumps over the lazy dog 0123456789"[i % 54])
+            .collect();
         Idle {
             shared,
+            hello,
             opened: 0,
             lost: 0,
         }
     }
-}
 
-impl Scenario for Idle {
-    fn on_open(&mut self, _io: &mut Io<'_>, _id: usize, _now: u64) {
+    fn count_open(&mut self) {
         self.opened += 1;
         self.shared.opened.fetch_add(1, Ordering::Relaxed);
     }
+}
 
-    fn on_message(&mut self, _io: &mut Io<'_>, _id: usize, _payload: &[u8], _now: u64) {}
+impl Scenario for Idle {
+    fn on_open(&mut self, io: &mut Io<'_>, id: usize, _now: u64) {
+        if self.hello.is_empty() {
+            self.count_open();
+        } else {
+            io.send(id, OpCode::Text, &self.hello);
+        }
+    }
+
+    fn on_message(&mut self, _io: &mut Io<'_>, _id: usize, _payload: &[u8], _now: u64) {
+        // Only the echo of the hello ever comes (one per connection).
+        if !self.hello.is_empty() {
+            self.count_open();
+        }
+    }
 
     fn on_closed(&mut self, _id: usize, _code: Option<u16>) {
         self.lost += 1;
