@@ -55,6 +55,7 @@ scenario_args() { # name
     fanout1000) echo "fanout -c 1000 --publishers 1 --size 16" ;;
     fanout1000x1k) echo "fanout -c 1000 --publishers 1 --size 1024" ;;
     fanout10000) echo "fanout -c 10000 --publishers 1 --size 16 --threads 1" ;;
+    fanout10000x1k) echo "fanout -c 10000 --publishers 1 --size 1024 --threads 1" ;;
     *) echo "compare.sh: unknown scenario $1" >&2; exit 2 ;;
   esac
 }
