@@ -11,9 +11,16 @@
 //!   at 1 MiB; at 125 bytes it is slower (12.0 vs 12.8 GB/s), hence the threshold.
 //!
 //! No intrinsics are used: the only `unsafe` is calling a `#[target_feature]`
-//! function after checking the CPU has that feature. (An AVX-512 variant is
-//! left out until it can be measured: the machines we benchmark on do not
-//! expose AVX-512.)
+//! function after checking the CPU has that feature.
+//!
+//! An AVX-512F variant (64-byte `vpxorq` with unaligned loads and stores) was
+//! measured on an Intel Xeon with AVX-512 (2026-12-02, `taskset -c 1 cargo
+//! bench --bench mask`) and left out: at 64 KiB and 1 MiB it is no faster
+//! than AVX2 or the portable loop (39.8–42.5 vs 33–45 GB/s, L2/memory bound),
+//! at 125 bytes and below it is slower (9.6 vs 12.3 GB/s), and at 1 KiB it
+//! ranged from 0.5x to 1.9x of AVX2 between runs. Unsafe intrinsics stay out
+//! until a benchmark shows a steady gain; heavy 512-bit use can also lower
+//! the core's clock for the rest of the event loop.
 
 /// Masks (or unmasks: XOR is its own inverse) `buf` in place.
 ///

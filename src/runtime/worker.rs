@@ -582,22 +582,7 @@ impl<H: Handler> Worker<H> {
             };
             let open = core.phase == Phase::Open;
             match event {
-                Event::Message(msg) => {
-                    ctx.stats.message_in(&msg);
-                    ctx.stats.message_bytes_in.add(msg.len() as u64);
-                    if open && !core.has(flag::CLOSE_REQUESTED) {
-                        let data = data.as_mut().expect("an open connection has data");
-                        handler.on_message(
-                            &mut Conn {
-                                key,
-                                core,
-                                data,
-                                ctx,
-                            },
-                            msg,
-                        );
-                    }
-                }
+                Event::Message(msg) => deliver(handler, key, core, data, ctx, open, msg),
                 Event::Compressed { binary, payload } => {
                     // RSV1 is refused by the decoder unless deflate was negotiated.
                     let byte = ctx.out.slot(key).deflate;
@@ -611,22 +596,7 @@ impl<H: Handler> Worker<H> {
                         Err(e) => Err(e),
                     };
                     match msg {
-                        Ok(msg) => {
-                            ctx.stats.message_in(&msg);
-                            ctx.stats.message_bytes_in.add(msg.len() as u64);
-                            if open && !core.has(flag::CLOSE_REQUESTED) {
-                                let data = data.as_mut().expect("an open connection has data");
-                                handler.on_message(
-                                    &mut Conn {
-                                        key,
-                                        core,
-                                        data,
-                                        ctx,
-                                    },
-                                    msg,
-                                );
-                            }
-                        }
+                        Ok(msg) => deliver(handler, key, core, data, ctx, open, msg),
                         Err(e) => {
                             self.fail(key, &e);
                             return;
@@ -1007,6 +977,34 @@ impl<H: Handler> Worker<H> {
         self.ctx.handle.shared.open.fetch_sub(1, Ordering::Relaxed);
         // Closing the socket removes it from the poller.
         drop(conn);
+    }
+}
+
+/// Counts a received message and hands it to the handler, unless the
+/// connection is no longer open or its handler already asked to close it.
+#[inline]
+fn deliver<H: Handler>(
+    handler: &mut H,
+    key: usize,
+    core: &mut Core,
+    data: &mut Option<H::Data>,
+    ctx: &mut Ctx,
+    open: bool,
+    msg: Message<'_>,
+) {
+    ctx.stats.message_in(&msg);
+    ctx.stats.message_bytes_in.add(msg.len() as u64);
+    if open && !core.has(flag::CLOSE_REQUESTED) {
+        let data = data.as_mut().expect("an open connection has data");
+        handler.on_message(
+            &mut Conn {
+                key,
+                core,
+                data,
+                ctx,
+            },
+            msg,
+        );
     }
 }
 
