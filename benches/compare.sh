@@ -11,6 +11,12 @@
 # alternate between servers (the order rotates every round) so machine noise
 # spreads evenly; figures are medians over rounds. Everything talks to
 # 127.0.0.1 only and every run is bounded in time.
+#
+# Scenarios: echo100, echo1000 (C connections, one 16-byte message in flight
+# each, as fast as the server answers), echo100x16 (16 in flight), echo1000x1k
+# (1 KiB), echo100r / echo1000r (paced at 100k / 80k messages/s in all, so
+# latency is compared at the same throughput), fanout1000, fanout1000x1k,
+# fanout10000, fanout10000x1k (C subscribers, one publisher, 16 B or 1 KiB).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -23,7 +29,7 @@ while [ $# -gt 0 ]; do
     --servers) servers="$2"; shift 2 ;;
     --scenarios) scenarios="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -50,6 +56,8 @@ scenario_args() { # name
   case "$1" in
     echo100) echo "echo -c 100 --size 16" ;;
     echo1000) echo "echo -c 1000 --size 16" ;;
+    echo1000r) echo "echo -c 1000 --size 16 --rate 80000" ;;
+    echo100r) echo "echo -c 100 --size 16 --rate 100000" ;;
     echo100x16) echo "echo -c 100 --size 16 --in-flight 16" ;;
     echo1000x1k) echo "echo -c 1000 --size 1024" ;;
     fanout1000) echo "fanout -c 1000 --publishers 1 --size 16" ;;

@@ -49,6 +49,11 @@ enum Scenario {
         /// Messages in flight per connection.
         #[arg(long, default_value_t = 1)]
         in_flight: usize,
+        /// Messages per second over all connections (0: each connection
+        /// sends again as soon as an echo is back). A fixed rate measures
+        /// every server's latency at the same throughput.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
     },
     /// C subscribers in one room, P publishers: delivered messages/s and publish-to-receive latency.
     Fanout {
@@ -291,8 +296,10 @@ fn run(scenario: Scenario) -> Result<(), String> {
             size,
             binary,
             in_flight,
+            rate,
         } => {
             let target = target(&common)?;
+            let thread_rate = rate / common.threads.max(1) as f64;
             raise_fd_limit();
             let deadline = clock
                 + Duration::from_secs_f64(
@@ -305,11 +312,15 @@ fn run(scenario: Scenario) -> Result<(), String> {
                     let (target, shared) = (target.clone(), shared.clone());
                     let warmup = secs_ns(common.warmup);
                     thread::spawn(move || {
-                        let mut echo = scenario::echo::Echo::new(
-                            count,
+                        let opts = scenario::echo::Options {
                             size,
                             binary,
                             in_flight,
+                            rate: thread_rate,
+                        };
+                        let mut echo = scenario::echo::Echo::new(
+                            count,
+                            opts,
                             shared.clone(),
                             warmup,
                             window_len,
@@ -328,7 +339,18 @@ fn run(scenario: Scenario) -> Result<(), String> {
                 to: start + secs_ns(common.warmup) + window_len,
             };
             let (before, after) = sample_window(&common, clock, window);
-            let mut total = scenario::echo::Echo::new(0, size, binary, in_flight, shared, 0, 0);
+            let mut total = scenario::echo::Echo::new(
+                0,
+                scenario::echo::Options {
+                    size,
+                    binary,
+                    in_flight,
+                    rate: 0.0,
+                },
+                shared,
+                0,
+                0,
+            );
             for t in threads {
                 let e = t
                     .join()
@@ -342,6 +364,9 @@ fn run(scenario: Scenario) -> Result<(), String> {
             r.set("connections", common.connections);
             r.set("size", size);
             r.set("in_flight", in_flight);
+            if rate > 0.0 {
+                r.set("target_rate", rate);
+            }
             r.set("msgs_per_s", round(total.received as f64 / secs, 0));
             r.set("mb_per_s", round(total.bytes as f64 / secs / 1e6, 2));
             r.latency(&total.latency);

@@ -2,6 +2,11 @@
 //! when an echo comes back. Latency is send-to-echo, measured with a
 //! per-connection queue of send times (echoes come back in order), so the
 //! payload stays exactly S bytes of filler.
+//!
+//! With a rate, sends are paced: a connection whose echo came back waits in
+//! a queue until the next send is due (one every `1/rate` seconds), so every
+//! server is measured at the same throughput and latency compares fairly
+//! (it is still measured from the actual send).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,6 +18,19 @@ use super::Shared;
 use crate::report::histogram;
 use crate::runner::{Io, Scenario};
 
+/// What each connection sends.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Message size in bytes.
+    pub size: usize,
+    /// Binary messages (text otherwise).
+    pub binary: bool,
+    /// Messages in flight per connection.
+    pub in_flight: usize,
+    /// Messages per second over this thread's connections (0: unpaced).
+    pub rate: f64,
+}
+
 pub struct Echo {
     opcode: OpCode,
     payload: Vec<u8>,
@@ -21,6 +39,12 @@ pub struct Echo {
     warmup_ns: u64,
     duration_ns: u64,
     sent_at: Vec<VecDeque<u64>>,
+    /// Nanoseconds between sends (0: not paced, send on every echo).
+    interval_ns: u64,
+    /// When the next paced send is due (0: not started).
+    due_ns: u64,
+    /// Connections waiting for their paced send.
+    waiting: VecDeque<usize>,
     pub received: u64,
     pub bytes: u64,
     pub latency: Histogram<u64>,
@@ -33,13 +57,17 @@ impl Echo {
     /// connections are open) for `duration_ns`.
     pub fn new(
         conns: usize,
-        size: usize,
-        binary: bool,
-        in_flight: usize,
+        opts: Options,
         shared: Arc<Shared>,
         warmup_ns: u64,
         duration_ns: u64,
     ) -> Echo {
+        let Options {
+            size,
+            binary,
+            in_flight,
+            rate,
+        } = opts;
         Echo {
             opcode: if binary { OpCode::Binary } else { OpCode::Text },
             payload: vec![b'e'; size],
@@ -50,6 +78,13 @@ impl Echo {
             sent_at: (0..conns)
                 .map(|_| VecDeque::with_capacity(in_flight))
                 .collect(),
+            interval_ns: if rate > 0.0 {
+                (1e9 / rate).max(1.0) as u64
+            } else {
+                0
+            },
+            due_ns: 0,
+            waiting: VecDeque::new(),
             received: 0,
             bytes: 0,
             latency: histogram(),
@@ -78,6 +113,23 @@ impl Echo {
         })
     }
 
+    /// Paced mode: sends for waiting connections whose turn has come. A
+    /// backlog older than 10 ms is forgiven, so a slow server is not hit by a
+    /// burst afterwards.
+    fn release(&mut self, io: &mut Io<'_>, now: u64) {
+        if self.due_ns == 0 {
+            self.due_ns = now;
+        }
+        self.due_ns = self.due_ns.max(now.saturating_sub(10_000_000));
+        while self.due_ns <= now {
+            let Some(id) = self.waiting.pop_front() else {
+                break;
+            };
+            self.send(io, id, now);
+            self.due_ns += self.interval_ns;
+        }
+    }
+
     fn send(&mut self, io: &mut Io<'_>, id: usize, now: u64) {
         io.send(id, self.opcode, &self.payload);
         self.sent_at[id].push_back(now);
@@ -87,7 +139,11 @@ impl Echo {
 impl Scenario for Echo {
     fn on_open(&mut self, io: &mut Io<'_>, id: usize, now: u64) {
         for _ in 0..self.in_flight {
-            self.send(io, id, now);
+            if self.interval_ns > 0 {
+                self.waiting.push_back(id);
+            } else {
+                self.send(io, id, now);
+            }
         }
     }
 
@@ -106,7 +162,12 @@ impl Scenario for Echo {
             let _ = self.latency.record(now.saturating_sub(sent).max(1_000));
         }
         if window.is_none_or(|(_, to)| now < to) {
-            self.send(io, id, now);
+            if self.interval_ns > 0 {
+                self.waiting.push_back(id);
+                self.release(io, now);
+            } else {
+                self.send(io, id, now);
+            }
         }
     }
 
@@ -114,7 +175,11 @@ impl Scenario for Echo {
         self.closed += 1;
     }
 
-    fn tick(&mut self, _io: &mut Io<'_>, now: u64) -> bool {
-        self.window().is_none_or(|(_, to)| now < to)
+    fn tick(&mut self, io: &mut Io<'_>, now: u64) -> bool {
+        let running = self.window().is_none_or(|(_, to)| now < to);
+        if running {
+            self.release(io, now);
+        }
+        running
     }
 }
