@@ -467,8 +467,11 @@ impl<H: Handler> Worker<H> {
         let (req, used) = match parsed {
             Ok(Parse::Complete(done)) => done,
             Ok(Parse::Incomplete(_)) => {
-                let keep = buf.to_vec();
-                self.partial_heads.insert(key, keep);
+                // Keep what came so far (the held buffer itself once there is one).
+                if held.is_empty() {
+                    held = bytes.to_vec();
+                }
+                self.partial_heads.insert(key, held);
                 return;
             }
             Err(e) => return self.refuse_handshake(key, &e),

@@ -22,9 +22,8 @@ pub struct Idle {
 impl Idle {
     pub fn new(shared: Arc<Shared>, hello: usize) -> Idle {
         // Text that compresses like chat traffic does, not like zeros.
-        let hello = (0..hello)
-            .map(|i| b"the quick brown fox jumps over the lazy dog 0123456789"[i % 54])
-            .collect();
+        const FILLER: &[u8] = b"the quick brown fox jumps over the lazy dog 0123456789";
+        let hello = FILLER.iter().copied().cycle().take(hello).collect();
         Idle {
             shared,
             hello,
