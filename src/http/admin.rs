@@ -71,7 +71,11 @@ fn serve(mut stream: TcpStream, handle: &ServerHandle) -> std::io::Result<()> {
         let mut headers = header_buf();
         match server::parse_request(&buf[..len], &mut headers, MAX_REQUEST_BYTES) {
             Ok(Parse::Complete((req, _))) => {
-                let request = Request { http: &req, peer };
+                let request = Request {
+                    http: &req,
+                    peer,
+                    client: peer.map(|p| p.ip()),
+                };
                 break super::respond(&request, handle).unwrap_or_else(HttpResponse::not_found);
             }
             Ok(Parse::Incomplete(_)) if len < buf.len() => continue,

@@ -335,5 +335,8 @@ pub(crate) fn render(handle: &ServerHandle) -> String {
     let sum_ms: u64 = s.iter().map(|w| w.duration_sum_ms.get()).sum();
     let _ = writeln!(out, "{name}_sum {:.3}", sum_ms as f64 / 1000.0);
     let _ = writeln!(out, "{name}_count {cumulative}");
+    if let Some(app) = &handle.config().app_status {
+        app.metrics(&mut out);
+    }
     out
 }

@@ -39,7 +39,10 @@ pub(crate) fn respond(req: &Request<'_>, handle: &ServerHandle) -> Option<HttpRe
     };
     let mut resp = match path {
         "/healthz" if handle.is_shutting_down() => HttpResponse::text(503, "shutting down\n"),
-        "/healthz" => HttpResponse::text(200, "ok\n"),
+        "/healthz" => match handle.config().app_status.as_ref().map(|a| a.health()) {
+            Some(Err(reason)) => HttpResponse::text(503, format!("{reason}\n")),
+            _ => HttpResponse::text(200, "ok\n"),
+        },
         "/metrics" => HttpResponse::with_type(
             200,
             "text/plain; version=0.0.4; charset=utf-8",

@@ -119,6 +119,10 @@ pub(crate) fn render(handle: &ServerHandle) -> String {
         "totals": totals,
         "workers": workers,
     });
+    let mut doc = doc;
+    if let Some(app) = handle.config().app_status.as_ref().and_then(|a| a.status()) {
+        doc["app"] = app;
+    }
     let mut text = doc.to_string();
     text.push('\n');
     text

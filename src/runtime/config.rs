@@ -104,6 +104,51 @@ pub struct Config {
     /// Serve `/healthz`, `/metrics` and `/status` on this separate address
     /// only (a small blocking thread), instead of on the WebSocket port.
     pub admin_listen: Option<SocketAddr>,
+    /// Most open connections from one client IP address, over all workers
+    /// (0: no limit, the default). A direct peer over it is disconnected at
+    /// accept, before anything is allocated for it; a client behind a
+    /// [trusted proxy](Config::trusted_proxies) is refused with 429 at the
+    /// upgrade.
+    pub max_connections_per_ip: usize,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is
+    /// believed: connections from them are counted against the forwarded
+    /// client's address, not the proxy's, and [`super::Request::client_ip`]
+    /// reports the client. Empty by default: the header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The application's own health, metrics and status, added to the
+    /// built-in endpoints.
+    pub app_status: Option<std::sync::Arc<dyn AppStatus>>,
+}
+
+/// What an application adds to the built-in `/healthz`, `/metrics` and
+/// `/status` endpoints (set it in [`Config::app_status`]). Called from
+/// whichever thread serves the request: keep it quick and lock-light.
+///
+/// ```
+/// use edgews::runtime::AppStatus;
+/// #[derive(Debug)]
+/// struct Chat;
+/// impl AppStatus for Chat {
+///     fn metrics(&self, out: &mut String) {
+///         out.push_str("# TYPE chat_rooms gauge\nchat_rooms 3\n");
+///     }
+/// }
+/// ```
+pub trait AppStatus: Send + Sync + std::fmt::Debug + 'static {
+    /// `Err(reason)` makes `/healthz` answer 503 with the reason.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Appends Prometheus text-format metrics to `/metrics`.
+    fn metrics(&self, out: &mut String) {
+        let _ = out;
+    }
+
+    /// A JSON value added to `/status` under `"app"`.
+    fn status(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 impl Default for Config {
@@ -127,6 +172,9 @@ impl Default for Config {
             compression_threshold_bytes: 256,
             tls: None,
             admin_listen: None,
+            max_connections_per_ip: 0,
+            trusted_proxies: Vec::new(),
+            app_status: None,
         }
     }
 }
@@ -182,6 +230,12 @@ impl Config {
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
         /// Sets [`Config::admin_listen`].
         admin_listen: Option<SocketAddr>,
+        /// Sets [`Config::max_connections_per_ip`].
+        max_connections_per_ip: usize,
+        /// Sets [`Config::trusted_proxies`].
+        trusted_proxies: Vec<ipnet::IpNet>,
+        /// Sets [`Config::app_status`].
+        app_status: Option<std::sync::Arc<dyn AppStatus>>,
     }
 
     /// Checks that the values make sense together.

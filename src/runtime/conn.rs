@@ -2,6 +2,7 @@
 //! rest of the worker, and [`Ctx`], the worker state it borrows.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -16,6 +17,7 @@ use super::handler::ConnId;
 use super::outbox::{Outbox, Stashed, STASH_MAX_BYTES};
 use super::stats::WorkerStats;
 use super::timer::Millis;
+use super::worker::TICK_MS;
 
 /// What happened to a send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +53,8 @@ pub(crate) struct Ctx {
     pub out: Outbox,
     pub rooms: Rooms,
     pub closes: Vec<CloseRequest>,
+    /// Connections whose handler timer changed during a callback.
+    pub rearm: Vec<usize>,
     pub handle: ServerHandle,
     pub stats: Arc<WorkerStats>,
     pub now: Millis,
@@ -313,6 +317,44 @@ impl<D> Conn<'_, D> {
             reason: reason.into(),
             discard: false,
         });
+    }
+
+    /// Calls [`super::Handler::on_timer`] for this connection once `after`
+    /// has passed (at 100 ms resolution, never early), replacing the timer
+    /// set before, if any. One timer per connection: keep the earliest of
+    /// your deadlines here (an auth timeout, a token's expiry, ...).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use edgews::runtime::{Accept, Conn, Handler, Reject, Request};
+    /// # use edgews::protocol::{CloseCode, Message};
+    /// struct Login;
+    /// impl Handler for Login {
+    ///     type Data = bool; // authenticated
+    /// #   fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<bool>, Reject> { Ok(Accept::new(false)) }
+    ///     fn on_open(&mut self, conn: &mut Conn<'_, bool>) {
+    ///         conn.set_timer(Duration::from_secs(5));
+    ///     }
+    ///     fn on_message(&mut self, conn: &mut Conn<'_, bool>, msg: Message<'_>) {
+    ///         if msg.as_bytes() == b"let me in" {
+    ///             *conn.data_mut() = true;
+    ///             conn.cancel_timer();
+    ///         }
+    ///     }
+    ///     fn on_timer(&mut self, conn: &mut Conn<'_, bool>) {
+    ///         conn.close(CloseCode::new(4001), "authentication timeout");
+    ///     }
+    /// }
+    /// ```
+    pub fn set_timer(&mut self, after: Duration) {
+        let due = (self.ctx.now + after.as_millis() as u64).div_ceil(TICK_MS);
+        self.core.alarm = u32::try_from(due).unwrap_or(u32::MAX).max(1);
+        self.ctx.rearm.push(self.key);
+    }
+
+    /// Cancels the timer set by [`Conn::set_timer`].
+    pub fn cancel_timer(&mut self) {
+        self.core.alarm = 0;
     }
 
     /// Bytes queued for this connection and not yet taken by the socket.

@@ -61,8 +61,15 @@ pub(crate) struct Core {
     pub stamp: u32,
     /// Milliseconds (low 32 bits) of the accept, for the lifetime histogram.
     pub opened: u32,
-    /// The wheel tick of this connection's live timer entry (low 32 bits).
-    pub timer_tick: u32,
+    /// The handler's timer ([`super::Conn::set_timer`]): the wheel tick it is
+    /// due at, 0 when none is set.
+    pub alarm: u32,
+    /// Which wheel tick this connection's live timer entry is for, as
+    /// [`timer_mark`] of it; [`NO_TIMER`] when it has none. 16 bits are
+    /// enough: entries are never scheduled more than [`MAX_TIMER_AHEAD_TICKS`]
+    /// ahead, and an entry that matches by chance only makes the worker
+    /// recompute the deadline.
+    pub timer_tick: u16,
     pub phase: Phase,
     pub flags: u8,
 }
@@ -89,6 +96,18 @@ impl Core {
     pub fn touch(&mut self, now: Millis) {
         self.stamp = now as u32;
     }
+}
+
+/// `timer_tick` of a connection with no live wheel entry.
+pub(crate) const NO_TIMER: u16 = 0;
+
+/// The furthest ahead a wheel entry is scheduled (in ticks); a later deadline
+/// is looked at again then. Keeps 16-bit tick comparisons exact.
+pub(crate) const MAX_TIMER_AHEAD_TICKS: u64 = 16_000;
+
+/// The 16-bit mark of a wheel tick (never [`NO_TIMER`]).
+pub(crate) fn timer_mark(tick: u64) -> u16 {
+    (tick % u64::from(u16::MAX)) as u16 + 1
 }
 
 /// A connection in the worker's slab.

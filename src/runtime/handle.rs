@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub stopped: AtomicBool,
     /// Open connections over all workers (checked against `max_connections` on accept).
     pub open: AtomicUsize,
+    /// Open connections per client address (when limited).
+    pub ips: super::ip_limit::IpCounts,
     pub started: Instant,
     pub local_addr: std::net::SocketAddr,
     pub admin_addr: Option<std::net::SocketAddr>,

@@ -2,7 +2,7 @@
 //! values the engine hands it.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::protocol::handshake;
 use crate::protocol::{CloseCode, Message};
@@ -56,6 +56,12 @@ pub trait Handler: Send + 'static {
         let _ = (conn, close);
     }
 
+    /// The timer set with [`Conn::set_timer`] is due. Runs only while the
+    /// connection is open.
+    fn on_timer(&mut self, conn: &mut Conn<'_, Self::Data>) {
+        let _ = conn;
+    }
+
     /// The connection's send queue went from over the backpressure limit to
     /// empty: a good time to send more.
     fn on_drain(&mut self, conn: &mut Conn<'_, Self::Data>) {
@@ -103,6 +109,7 @@ impl fmt::Display for ConnId {
 pub struct Request<'a> {
     pub(crate) http: &'a handshake::Request<'a>,
     pub(crate) peer: Option<SocketAddr>,
+    pub(crate) client: Option<IpAddr>,
 }
 
 impl<'a> Request<'a> {
@@ -145,6 +152,14 @@ impl<'a> Request<'a> {
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
     }
+
+    /// The client's IP address: the peer's, or, when the peer is one of
+    /// [`super::Config::trusted_proxies`], the client it forwards for (the
+    /// rightmost untrusted address of `X-Forwarded-For`). This is the address
+    /// counted against [`super::Config::max_connections_per_ip`].
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client
+    }
 }
 
 impl fmt::Debug for Request<'_> {
@@ -153,6 +168,7 @@ impl fmt::Debug for Request<'_> {
             .field("method", &self.method())
             .field("path", &self.path())
             .field("peer", &self.peer)
+            .field("client", &self.client)
             .finish()
     }
 }

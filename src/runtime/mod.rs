@@ -20,6 +20,7 @@ mod connection;
 mod error;
 mod handle;
 mod handler;
+mod ip_limit;
 mod listener;
 mod outbox;
 mod server;
@@ -30,7 +31,7 @@ pub mod tls;
 mod transport;
 mod worker;
 
-pub use config::{Compression, Config, SlowConsumerPolicy};
+pub use config::{AppStatus, Compression, Config, SlowConsumerPolicy};
 pub use conn::{Conn, SendStatus};
 pub use error::Error;
 pub use handle::ServerHandle;

@@ -79,6 +79,7 @@ impl<H: Handler> Server<H> {
                     .map(|_| Arc::new(WorkerStats::default()))
                     .collect(),
                 links,
+                ips: super::ip_limit::IpCounts::new(config.max_connections_per_ip),
                 cfg: Arc::new(config),
                 shutting_down: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),

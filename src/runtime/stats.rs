@@ -72,11 +72,14 @@ pub enum RejectReason {
     Timeout,
     /// Over `max_connections`.
     ConnectionLimit,
+    /// Over `max_connections_per_ip` (at accept, or at the upgrade for a
+    /// client behind a trusted proxy).
+    IpLimit,
 }
 
 impl RejectReason {
     /// Every reason, in index order.
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::Malformed,
         RejectReason::HeadersTooLarge,
         RejectReason::Method,
@@ -88,6 +91,7 @@ impl RejectReason {
         RejectReason::Handler,
         RejectReason::Timeout,
         RejectReason::ConnectionLimit,
+        RejectReason::IpLimit,
     ];
 
     /// The metrics label.
@@ -104,6 +108,7 @@ impl RejectReason {
             RejectReason::Handler => "handler",
             RejectReason::Timeout => "timeout",
             RejectReason::ConnectionLimit => "connection_limit",
+            RejectReason::IpLimit => "ip_limit",
         }
     }
 
@@ -142,7 +147,7 @@ pub struct WorkerStats {
     /// Plain HTTP requests answered.
     pub http_requests: Counter,
     /// Refused upgrades, by [`RejectReason`] index.
-    pub rejected: [Counter; 11],
+    pub rejected: [Counter; RejectReason::ALL.len()],
     /// Data messages received.
     pub messages_in: Counter,
     /// Payload bytes of data messages received.

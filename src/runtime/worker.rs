@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,9 @@ use crate::protocol::{
 
 use super::compression::Compressors;
 use super::conn::{CloseRequest, Conn, Ctx};
-use super::connection::{flag, Connection, Core, Phase};
+use super::connection::{
+    flag, timer_mark, Connection, Core, Phase, MAX_TIMER_AHEAD_TICKS, NO_TIMER,
+};
 use super::handle::{Command, Link, ServerHandle};
 use super::handler::{CloseInfo, ConnId, Handler, Request};
 use super::outbox::Outbox;
@@ -37,7 +40,7 @@ pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 
 /// Timer resolution and wheel size: 100 ms ticks, 51 s per turn.
-const TICK_MS: u64 = 100;
+pub(crate) const TICK_MS: u64 = 100;
 const WHEEL_SLOTS: usize = 512;
 /// Most connections accepted per listener event, so a flood of connects
 /// cannot starve the connections already open.
@@ -71,6 +74,9 @@ pub(crate) struct Worker<H: Handler> {
     /// Request heads that did not arrive in one read, by connection (rare:
     /// kept out of the connection so an idle one stays small).
     partial_heads: HashMap<usize, Vec<u8>>,
+    /// The client address each connection is counted under in the per-IP
+    /// table, by slab key (only used when `max_connections_per_ip` is set).
+    client_ips: Vec<Option<IpAddr>>,
     /// Accepting failed for lack of file descriptors: retry on the next tick.
     accept_retry: bool,
     shutdown_deadline: Option<Millis>,
@@ -110,6 +116,7 @@ impl<H: Handler> Worker<H> {
                 out: Outbox::with_capacity(capacity),
                 rooms: Default::default(),
                 closes: Vec::new(),
+                rearm: Vec::new(),
                 handle,
                 stats,
                 now: 0,
@@ -122,6 +129,7 @@ impl<H: Handler> Worker<H> {
             keys: Vec::new(),
             resume: Vec::new(),
             partial_heads: HashMap::new(),
+            client_ips: Vec::new(),
             accept_retry: false,
             shutdown_deadline: None,
         })
@@ -197,7 +205,7 @@ impl<H: Handler> Worker<H> {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _)) => self.add_connection(stream),
+                Ok((stream, peer)) => self.add_connection(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -212,10 +220,30 @@ impl<H: Handler> Worker<H> {
         self.accept_retry = true;
     }
 
-    fn add_connection(&mut self, mut stream: mio::net::TcpStream) {
+    fn add_connection(&mut self, mut stream: mio::net::TcpStream, peer: SocketAddr) {
         let shared = &self.ctx.handle.shared;
+        // Per-IP limit first: over it, the socket is closed before anything is
+        // allocated for it. Trusted proxies are counted per forwarded client
+        // at the upgrade instead.
+        let mut counted = None;
+        if shared.ips.enabled()
+            && !super::ip_limit::is_trusted(&shared.cfg.trusted_proxies, peer.ip())
+        {
+            let ip = super::ip_limit::canonical(peer.ip());
+            if !shared.ips.acquire(ip) {
+                self.ctx.stats.rejected[RejectReason::IpLimit as usize].inc();
+                return;
+            }
+            counted = Some(ip);
+        }
+        let release = |shared: &super::handle::Shared| {
+            if let Some(ip) = counted {
+                shared.ips.release(ip);
+            }
+        };
         if shared.open.fetch_add(1, Ordering::Relaxed) >= self.ctx.cfg.max_connections {
             shared.open.fetch_sub(1, Ordering::Relaxed);
+            release(shared);
             self.ctx.stats.rejected[RejectReason::ConnectionLimit as usize].inc();
             let mut resp = Vec::new();
             handshake::write_http_response(
@@ -239,6 +267,7 @@ impl<H: Handler> Worker<H> {
         ) {
             tracing::warn!(error = %e, "cannot register connection");
             shared.open.fetch_sub(1, Ordering::Relaxed);
+            release(shared);
             return;
         }
         let io = match Transport::new(stream, self.ctx.cfg.tls.as_ref()) {
@@ -246,6 +275,7 @@ impl<H: Handler> Worker<H> {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a TLS session");
                 shared.open.fetch_sub(1, Ordering::Relaxed);
+                release(shared);
                 return;
             }
         };
@@ -259,13 +289,15 @@ impl<H: Handler> Worker<H> {
                 gen,
                 stamp: now as u32,
                 opened: now as u32,
-                timer_tick: u32::MAX,
+                alarm: 0,
+                timer_tick: NO_TIMER,
                 phase: Phase::Handshake,
                 flags: 0,
             },
             data: None,
         });
         self.ctx.out.open(key, gen);
+        self.set_client_ip(key, counted);
         self.ctx.stats.connections_accepted.inc();
         self.ctx.stats.connections_open.set(self.conns.len() as u64);
         self.arm_timer(key);
@@ -481,7 +513,28 @@ impl<H: Handler> Worker<H> {
             Err(e) => return self.refuse_handshake(key, &e),
         };
         let peer = self.conns[key].io.peer_addr();
-        let request = Request { http: &req, peer };
+        let is_upgrade = matches!(kind, server::RequestKind::Upgrade(_));
+        let client = match self.forwarded_client(key, peer, &req, is_upgrade) {
+            Ok(client) => client,
+            Err(()) => {
+                let mut out = Vec::new();
+                handshake::write_http_response(
+                    &mut out,
+                    429,
+                    "text/plain; charset=utf-8",
+                    &[("Retry-After", "5")],
+                    b"too many connections from this address\n",
+                );
+                self.ctx.stats.rejected[RejectReason::IpLimit as usize].inc();
+                self.answer_and_close(key, &out);
+                return;
+            }
+        };
+        let request = Request {
+            http: &req,
+            peer,
+            client,
+        };
         let upgrade = match kind {
             server::RequestKind::Http => {
                 let resp = crate::http::builtin(&request, &self.ctx.handle)
@@ -526,6 +579,50 @@ impl<H: Handler> Worker<H> {
         if used < buf.len() && self.is_phase(key, Phase::Open) {
             self.frames_input(key, &mut buf[used..]);
         }
+    }
+
+    /// The client's address for a request: the peer's, or the forwarded
+    /// client's when the peer is a trusted proxy, which is then counted
+    /// against the per-IP limit (`Err` when that client is over it).
+    fn forwarded_client(
+        &mut self,
+        key: usize,
+        peer: Option<SocketAddr>,
+        req: &handshake::Request<'_>,
+        upgrade: bool,
+    ) -> Result<Option<IpAddr>, ()> {
+        let shared = &self.ctx.handle.shared;
+        let trusted = &shared.cfg.trusted_proxies;
+        let Some(peer) = peer.map(|p| super::ip_limit::canonical(p.ip())) else {
+            return Ok(None);
+        };
+        if !super::ip_limit::is_trusted(trusted, peer) {
+            return Ok(Some(peer));
+        }
+        let Some(client) =
+            super::ip_limit::forwarded_client(trusted, req.header_str("x-forwarded-for"))
+        else {
+            return Ok(Some(peer));
+        };
+        let counted = self.client_ips.get(key).copied().flatten();
+        if shared.ips.enabled() && counted.is_none() && upgrade {
+            if !shared.ips.acquire(client) {
+                return Err(());
+            }
+            self.set_client_ip(key, Some(client));
+        }
+        Ok(Some(client))
+    }
+
+    /// Records the address `key` is counted under in the per-IP table.
+    fn set_client_ip(&mut self, key: usize, ip: Option<IpAddr>) {
+        if !self.ctx.handle.shared.ips.enabled() {
+            return;
+        }
+        if self.client_ips.len() <= key {
+            self.client_ips.resize(key + 1, None);
+        }
+        self.client_ips[key] = ip;
     }
 
     fn refuse_handshake(&mut self, key: usize, err: &HandshakeError) {
@@ -688,8 +785,11 @@ impl<H: Handler> Worker<H> {
         self.leave_open(key, code, reason, false);
     }
 
-    /// Carries out the closes asked for during callbacks.
+    /// Carries out the closes and timer changes asked for during callbacks.
     fn settle(&mut self) {
+        while let Some(key) = self.ctx.rearm.pop() {
+            self.arm_timer(key);
+        }
         while let Some(req) = self.ctx.closes.pop() {
             let live = self
                 .conns
@@ -872,24 +972,32 @@ impl<H: Handler> Worker<H> {
 
     // ----- timers ------------------------------------------------------------
 
-    /// The connection's next deadline, from its phase and clock.
+    /// The connection's next deadline, from its phase and clock (and, when
+    /// open, the handler's timer).
     fn deadline(&self, core: &Core) -> Option<Millis> {
         let cfg = &self.ctx.cfg;
         let start = self.ctx.now.saturating_sub(core.since_stamp(self.ctx.now));
         let ms = |d: Duration| d.as_millis() as Millis;
-        Some(match core.phase {
-            Phase::Handshake => start + ms(cfg.handshake_timeout),
+        let phase = match core.phase {
+            Phase::Handshake => Some(start + ms(cfg.handshake_timeout)),
             Phase::Open => match (cfg.ping_interval, cfg.idle_timeout) {
-                (Some(ping), _) if !core.has(flag::PINGED) => start + ms(ping),
-                (_, Some(idle)) => start + ms(idle),
-                (Some(ping), None) => start + 2 * ms(ping),
-                (None, None) => return None,
+                (Some(ping), _) if !core.has(flag::PINGED) => Some(start + ms(ping)),
+                (_, Some(idle)) => Some(start + ms(idle)),
+                (Some(ping), None) => Some(start + 2 * ms(ping)),
+                (None, None) => None,
             },
-            Phase::Closing | Phase::Draining => start + ms(cfg.close_timeout),
-        })
+            Phase::Closing | Phase::Draining => Some(start + ms(cfg.close_timeout)),
+        };
+        let alarm = (core.phase == Phase::Open && core.alarm != 0)
+            .then(|| Millis::from(core.alarm) * TICK_MS);
+        match (phase, alarm) {
+            (Some(p), Some(a)) => Some(p.min(a)),
+            (p, a) => p.or(a),
+        }
     }
 
-    /// Makes sure the wheel will look at `key` no later than its deadline.
+    /// Makes sure the wheel will look at `key` no later than its deadline
+    /// (or within [`MAX_TIMER_AHEAD_TICKS`], when the deadline is further).
     fn arm_timer(&mut self, key: usize) {
         let Some(conn) = self.conns.get(key) else {
             return;
@@ -897,12 +1005,21 @@ impl<H: Handler> Worker<H> {
         let Some(deadline) = self.deadline(&conn.core) else {
             return;
         };
-        let tick = deadline.div_ceil(TICK_MS);
+        let now_tick = self.ctx.now / TICK_MS;
+        let tick = deadline
+            .div_ceil(TICK_MS)
+            .min(now_tick + MAX_TIMER_AHEAD_TICKS);
         let current = conn.core.timer_tick;
-        if current == u32::MAX || u64::from(current) > tick {
+        // Live entries are at most MAX_TIMER_AHEAD_TICKS ahead, so the 16-bit
+        // distance from now tells which of the two comes first.
+        let ahead = |mark: u16| {
+            (u64::from(mark) + u64::from(u16::MAX) - u64::from(timer_mark(now_tick)))
+                % u64::from(u16::MAX)
+        };
+        if current == NO_TIMER || ahead(current) > tick - now_tick.min(tick) {
             let gen = conn.core.gen;
-            let t = self.wheel.schedule(key as u32, gen, deadline);
-            self.conns[key].core.timer_tick = t as u32;
+            let t = self.wheel.schedule(key as u32, gen, tick * TICK_MS);
+            self.conns[key].core.timer_tick = timer_mark(t);
         }
     }
 
@@ -917,10 +1034,10 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if conn.core.gen != e.gen || conn.core.timer_tick != e.tick {
+            if conn.core.gen != e.gen || conn.core.timer_tick != timer_mark(u64::from(e.tick)) {
                 continue; // stale entry: the connection was rescheduled
             }
-            conn.core.timer_tick = u32::MAX;
+            conn.core.timer_tick = NO_TIMER;
             match self.deadline(&self.conns[key].core) {
                 None => {}
                 Some(d) if d > self.ctx.now => self.arm_timer(key),
@@ -933,7 +1050,18 @@ impl<H: Handler> Worker<H> {
 
     fn on_timeout(&mut self, key: usize) {
         let cfg = self.ctx.cfg.clone();
+        let now = self.ctx.now;
         let core = &mut self.conns[key].core;
+        if core.phase == Phase::Open && core.alarm != 0 && Millis::from(core.alarm) * TICK_MS <= now
+        {
+            core.alarm = 0;
+            if !core.has(flag::CLOSE_REQUESTED) {
+                self.with_conn(key, |h, c| h.on_timer(c));
+                self.settle();
+            }
+            self.arm_timer(key);
+            return;
+        }
         match core.phase {
             Phase::Handshake => {
                 self.ctx.stats.rejected[RejectReason::Timeout as usize].inc();
@@ -971,6 +1099,9 @@ impl<H: Handler> Worker<H> {
         }
         let conn = self.conns.remove(key);
         self.partial_heads.remove(&key);
+        if let Some(ip) = self.client_ips.get_mut(key).and_then(Option::take) {
+            self.ctx.handle.shared.ips.release(ip);
+        }
         let deflate = self.ctx.out.slot(key).deflate;
         self.ctx.deflate.forget(key, deflate);
         self.ctx.out.forget(key);
