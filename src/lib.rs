@@ -53,5 +53,6 @@
 pub mod http;
 pub mod protocol;
 pub mod pubsub;
+pub mod rooms;
 pub mod runtime;
 pub mod server;

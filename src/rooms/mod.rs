@@ -1,0 +1,18 @@
+//! The room server: authenticated rooms, presence and private messages over
+//! a JSON protocol (wire protocol v1, `docs/protocol.md`), built on the
+//! engine's public embedding API like any other application.
+//!
+//! - [`config`]: the one config struct, its layers and profiles.
+//! - [`auth`]: JWT verification (HS256, RS256, ES256) and dev-mode tokens.
+//! - [`wire`]: parsing client requests (simd-json) and writing server messages.
+//! - [`codes`]: the stable error and close codes.
+//! - [`directory`]: who is online and who is in which room, across workers.
+//! - [`limits`]: rate limits and origin checks.
+//! - [`handler`]: the per-message chain: auth → limits → dispatch.
+//! - [`status`]: `/api/websocket/status`, metrics and health.
+
+pub mod auth;
+pub mod codes;
+pub mod config;
+
+pub use config::RoomServerConfig;
