@@ -140,14 +140,24 @@ fn in_band_auth_serves_only_auth_and_ping_before() {
 
 #[test]
 fn in_band_auth_with_an_id_is_answered_once_with_that_id() {
-    // docs/protocol.md: the welcome is the reply to `auth` and carries its id.
+    // docs/protocol.md: the welcome comes first, then the ack with the id.
     let rooms = Rooms::start(config());
     let mut c = rooms.open("/ws", &[]).expect("upgrade");
     c.send(json!({"type": "auth", "id": "a1", "token": rooms.token("alice", "Alice")}));
     let w = c.recv();
     assert_eq!(w["type"], "welcome", "{w}");
-    assert_eq!(w["id"], "a1", "{w}");
+    let a = c.recv();
+    assert_eq!(a["type"], "ack", "{a}");
+    assert_eq!(a["id"], "a1", "{a}");
     c.assert_quiet();
+    // A bad token with an id: the error carries it, then 4001.
+    let mut c = rooms.open("/ws", &[]).expect("upgrade");
+    c.send(json!({"type": "auth", "id": 9, "token": "garbage"}));
+    let e = c.recv();
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["id"], 9, "{e}");
+    assert_eq!(e["code"], "unauthorized", "{e}");
+    assert_eq!(c.expect_close(), 4001);
 }
 
 #[test]

@@ -15,8 +15,10 @@ use serde_json::{json, Value};
 #[test]
 fn status_counts_connections_users_rooms_and_workers() {
     let rooms = Rooms::start(config());
+    // `connections` is the engine's count of open connections: the
+    // WebSockets, and the HTTP request being answered (this one) at most.
     let s = rooms.status();
-    assert_eq!(s["connections"], 0, "{s}");
+    assert!(s["connections"].as_u64() <= Some(1), "{s}");
     assert_eq!(s["users_online"], 0, "{s}");
     assert_eq!(s["rooms"], 0, "{s}");
     assert!(s["uptime_seconds"].as_f64().expect("uptime_seconds") >= 0.0);
@@ -31,7 +33,8 @@ fn status_counts_connections_users_rooms_and_workers() {
     bob.join("r1");
     bob.join("r2");
     let s = rooms.status();
-    assert_eq!(s["connections"], 4, "{s}");
+    let conns = s["connections"].as_u64().expect("connections");
+    assert!(conns == 4 || conns == 5, "4 WebSockets: {s}");
     assert_eq!(s["users_online"], 2, "{s}");
     assert_eq!(s["rooms"], 2, "{s}");
     let per_worker: u64 = s["workers"]
@@ -40,7 +43,7 @@ fn status_counts_connections_users_rooms_and_workers() {
         .iter()
         .map(|w| w["connections"].as_u64().expect("workers[].connections"))
         .sum();
-    assert_eq!(per_worker, 4, "{s}");
+    assert_eq!(per_worker, conns, "{s}");
 
     // Everyone leaves: back to zero.
     drop(anonymous);
@@ -51,7 +54,9 @@ fn status_counts_connections_users_rooms_and_workers() {
     assert!(
         wait_until(Duration::from_secs(3), || {
             last = rooms.status();
-            last["connections"] == 0 && last["users_online"] == 0 && last["rooms"] == 0
+            last["connections"].as_u64() <= Some(1)
+                && last["users_online"] == 0
+                && last["rooms"] == 0
         }),
         "{last}"
     );
@@ -122,9 +127,10 @@ fn metrics_have_the_room_servers_counters() {
     };
     assert!(want("auth_failures", &["invalid"]) >= 1.0);
     assert!(want("auth_failures", &["expired"]) >= 1.0);
-    assert!(want("rate_limited", &[]) >= limited as f64);
-    assert!(want("messages", &["type=\"join\""]) >= 4.0);
-    assert!(want("messages", &["type=\"message\""]) >= 2.0);
+    assert!(want("auth_failures", &["timeout"]) >= 1.0);
+    assert!(want("errors", &["code=\"rate_limited\""]) >= limited as f64);
+    assert!(want("requests", &["type=\"join\""]) >= 4.0);
+    assert!(want("requests", &["type=\"message\""]) >= 2.0);
     assert_eq!(want("users_online", &[]), 3.0);
     assert_eq!(want("members", &["room=\"big-room\""]), 3.0);
     assert_eq!(want("members", &["room=\"small-room\""]), 1.0);

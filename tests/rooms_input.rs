@@ -133,11 +133,16 @@ fn unusable_ids_get_an_error_without_an_id() {
         json!({"a": 1}),
         json!([1]),
         json!(true),
-        json!(null),
     ] {
         let text = json!({"type": "ping", "id": id}).to_string();
         expect_error(&mut c, &text, &["bad_request"], None);
     }
+    // `"id": null` is no id: a pong without one.
+    c.send_text(r#"{"type":"ping","id":null}"#);
+    let got = c.fence();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["type"], "pong", "{got:?}");
+    assert!(got[0].get("id").is_none(), "{got:?}");
     // Beyond 64 bits.
     expect_error(
         &mut c,
