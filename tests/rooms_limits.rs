@@ -6,11 +6,12 @@
 mod common;
 mod rooms_common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::wait_until;
 use rooms_common::{config, upgrade, Rooms};
 use serde_json::{json, Value};
+use tungstenite::Message;
 
 #[test]
 fn connections_per_ip_are_limited_at_accept() {
@@ -227,4 +228,105 @@ fn a_message_over_max_message_bytes_closes_1009_and_others_stay() {
     assert_eq!(l["user"]["id"], "alice", "{l}");
     let got: Vec<Value> = bob.fence();
     assert!(got.iter().all(|m| m["type"] != "message"), "{got:?}");
+}
+
+#[test]
+fn silent_connections_are_pinged_then_closed_1001_and_live_ones_stay() {
+    let mut cfg = config();
+    cfg.ping_interval_secs = 1;
+    cfg.idle_timeout_secs = 2;
+    let rooms = Rooms::start(cfg);
+    let mut live = rooms.user("alice");
+    // Bob never reads, so never answers a ping.
+    let mut silent = rooms.user("bob");
+    // Alice reads (tungstenite answers pings) and sends nothing for 3.5 s.
+    let started = Instant::now();
+    live.ws
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_millis(3500) {
+        match live.ws.read() {
+            Ok(Message::Ping(_)) => pings += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("the live connection failed: {e}"),
+        }
+        let _ = live.ws.flush();
+    }
+    assert!(pings >= 1, "the server never pinged");
+    live.ws
+        .get_mut()
+        .set_read_timeout(Some(rooms_common::READ_TIMEOUT))
+        .expect("timeout");
+    live.assert_quiet();
+    // Bob: pinged, then closed 1001.
+    let mut saw_ping = false;
+    let code = loop {
+        match silent.ws.read() {
+            Ok(Message::Ping(_)) => saw_ping = true,
+            Ok(Message::Close(f)) => break f.map(|f| u16::from(f.code)),
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    assert!(saw_ping, "closed without a ping first");
+    assert_eq!(code, Some(1001));
+}
+
+#[test]
+fn shutdown_closes_every_connection_1001() {
+    let mut rooms = Rooms::start(config());
+    let mut a = rooms.user("alice");
+    let mut b = rooms.user("bob");
+    a.join("r");
+    b.join("r");
+    let stopping = rooms.shutdown_in_background();
+    assert_eq!(a.expect_close(), 1001);
+    assert_eq!(b.expect_close(), 1001);
+    stopping.join().expect("shutdown finished");
+}
+
+/// Floods with `send` until the server closes; returns the close code.
+fn flood(
+    c: &mut rooms_common::Client,
+    mut send: impl FnMut(&mut rooms_common::Client) -> bool,
+) -> u16 {
+    for _ in 0..500 {
+        if !send(c) {
+            break;
+        }
+    }
+    c.expect_close()
+}
+
+fn flood_config() -> edgews::rooms::RoomServerConfig {
+    let mut cfg = config();
+    cfg.rate_limit.messages_per_sec = 5;
+    cfg.rate_limit.burst = 5;
+    cfg.rate_limit.abuse_strikes = 10;
+    cfg
+}
+
+#[test]
+fn a_flood_of_invalid_json_is_rate_limited_too() {
+    let rooms = Rooms::start(flood_config());
+    let mut a = rooms.user("alice");
+    let code = flood(&mut a, |c| c.ws.send(Message::text("{bad json")).is_ok());
+    assert_eq!(code, 4008);
+    rooms.user("carol").assert_quiet();
+}
+
+#[test]
+fn a_flood_of_binary_frames_is_rate_limited_too() {
+    let rooms = Rooms::start(flood_config());
+    let mut b = rooms.user("bob");
+    let code = flood(&mut b, |c| c.ws.send(Message::binary(vec![1u8])).is_ok());
+    assert_eq!(code, 4008);
+    rooms.user("carol").assert_quiet();
 }

@@ -175,11 +175,15 @@ fn room_messages_reach_every_member_with_data_as_sent() {
 fn exclude_self_skips_only_the_sender() {
     let rooms = Rooms::start(config());
     let mut alice = rooms.user("alice");
+    let mut alice2 = rooms.user("alice");
     let mut bob = rooms.user("bob");
     alice.join("r");
+    alice2.join("r");
     bob.join("r");
     alice.ack(json!({"type": "message", "room": "r", "data": "x", "exclude_self": true}));
     assert_eq!(bob.recv_type("message")["data"], "x");
+    // The sender's other connection is not the sender.
+    assert_eq!(alice2.recv_type("message")["data"], "x");
     let got = alice.fence();
     assert!(
         got.iter().all(|m| m["type"] != "message"),
@@ -447,4 +451,49 @@ fn a_request_with_an_id_gets_exactly_one_reply() {
     for m in &got {
         assert!(m.get("id").is_none(), "{m}");
     }
+}
+
+#[test]
+fn one_user_connecting_and_leaving_on_both_workers_at_once_leaves_nothing_behind() {
+    let rooms = Rooms::start(config());
+    let token = rooms.token("racer", "Racer");
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let rooms = &rooms;
+            let token = &token;
+            scope.spawn(move || {
+                for i in 0..25 {
+                    let mut c = rooms
+                        .open(&format!("/ws?token={token}"), &[])
+                        .expect("upgrade");
+                    assert_eq!(c.recv()["type"], "welcome");
+                    c.join("race");
+                    c.join(&format!("race-{t}"));
+                    if i % 2 == 0 {
+                        c.close();
+                    } else {
+                        drop(c); // no close handshake
+                    }
+                }
+            });
+        }
+    });
+    let mut last = Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(3), || {
+            last = rooms.status();
+            last["users_online"] == 0 && last["rooms"] == 0
+        }),
+        "left behind: {last}"
+    );
+    let mut c = rooms.user("racer");
+    assert_eq!(c.join("race"), 1);
+    let mut d = rooms.user("other");
+    assert_eq!(d.join("race"), 2);
+    d.error(
+        json!({"type": "private", "to": "nobody", "data": 0}),
+        "user_offline",
+    );
+    let ack = d.ack(json!({"type": "private", "to": "racer", "data": 0}));
+    assert_eq!(ack["delivered"], 1, "one racer connection is open: {ack}");
 }

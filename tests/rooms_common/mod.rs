@@ -174,6 +174,13 @@ impl Rooms {
         panic!("24 connections of {sub} all landed on one worker");
     }
 
+    /// Starts a graceful shutdown on another thread (it waits for the
+    /// clients' close handshakes); join the handle to see it finish.
+    pub fn shutdown_in_background(&mut self) -> std::thread::JoinHandle<()> {
+        let running = self.running.take().expect("running");
+        std::thread::spawn(move || running.shutdown().expect("clean shutdown"))
+    }
+
     /// `/metrics` text.
     pub fn metrics(&self) -> String {
         let (status, head, body) = self.get("/metrics");
@@ -420,8 +427,11 @@ impl Client {
         self.pending.clear();
         loop {
             match self.ws.read() {
-                Ok(Message::Close(Some(f))) => return u16::from(f.code),
-                Ok(Message::Close(None)) => return 1005,
+                Ok(Message::Close(f)) => {
+                    // Send tungstenite's answer to the close.
+                    let _ = self.ws.flush();
+                    return f.map_or(1005, |f| u16::from(f.code));
+                }
                 Ok(_) => continue,
                 Err(e) => panic!("no close frame: {e}"),
             }
