@@ -497,3 +497,64 @@ fn one_user_connecting_and_leaving_on_both_workers_at_once_leaves_nothing_behind
     let ack = d.ack(json!({"type": "private", "to": "racer", "data": 0}));
     assert_eq!(ack["delivered"], 1, "one racer connection is open: {ack}");
 }
+
+#[test]
+fn quotes_unicode_and_control_characters_survive_the_json_writer() {
+    let rooms = Rooms::start(config());
+    let name = "Zoë \"Z\" \\ \n\t <b>😀</b> \u{7f}\u{0}";
+    let token = rooms.token("zoë\"\\", name);
+    let mut z = rooms
+        .open(&format!("/ws?token={token}"), &[])
+        .expect("upgrade");
+    let w = z.recv();
+    assert_eq!(w["user"], user("zoë\"\\", name), "{w}");
+    let mut bob = rooms.user("bob");
+    let room = "lobby \"1\" \\ ü 😀 </script>";
+    bob.join(room);
+    assert_eq!(z.join(room), 2);
+    let j = bob.recv();
+    assert_eq!(j["type"], "user_joined");
+    assert_eq!(j["room"], room);
+    assert_eq!(j["user"], user("zoë\"\\", name));
+    z.ack(json!({"type": "message", "room": room, "data": {"k\"ey": "v\u{0}al\n"}}));
+    let m = bob.recv();
+    assert_eq!(m["data"], json!({"k\"ey": "v\u{0}al\n"}), "{m}");
+    assert_eq!(m["from"]["name"], name);
+    let who = bob.ack(json!({"type": "who", "room": room}));
+    assert_eq!(who["members"][1]["name"], name, "{who}");
+    // The metrics label is escaped too: the text stays one line per sample.
+    let metrics = rooms.metrics();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("edgews_rooms_room_members{") && l.contains("lobby"))
+        .unwrap_or_else(|| panic!("no room_members line: {metrics}"));
+    assert!(line.ends_with(" 2"), "{line}");
+}
+
+#[test]
+fn long_display_names_are_cut_and_long_user_ids_refused() {
+    let rooms = Rooms::start(config());
+    // 300 bytes of two-byte characters: cut to at most 128 bytes, on a
+    // character boundary.
+    let long = "é".repeat(150);
+    let token = rooms.token("alice", &long);
+    let mut c = rooms
+        .open(&format!("/ws?token={token}"), &[])
+        .expect("upgrade");
+    let w = c.recv();
+    let name = w["user"]["name"].as_str().expect("name");
+    assert!(
+        name.len() <= 128 && long.starts_with(name) && !name.is_empty(),
+        "name of {} bytes",
+        name.len()
+    );
+    // A 128-byte id is fine, a 129-byte one is not.
+    let ok = rooms.token(&"u".repeat(128), "U");
+    let mut c = rooms
+        .open(&format!("/ws?token={ok}"), &[])
+        .expect("128-byte id");
+    assert_eq!(c.recv()["type"], "welcome");
+    let too_long = rooms.token(&"u".repeat(129), "U");
+    let (status, _, body) = rooms_common::upgrade(rooms.addr, &format!("/ws?token={too_long}"), "");
+    assert_eq!(status, 401, "{body}");
+}
