@@ -330,3 +330,57 @@ fn a_flood_of_binary_frames_is_rate_limited_too() {
     assert_eq!(code, 4008);
     rooms.user("carol").assert_quiet();
 }
+
+#[test]
+fn a_client_that_does_not_read_costs_bounded_memory() {
+    let mut cfg = config();
+    cfg.backpressure_bytes = 256 << 10;
+    cfg.max_queued_bytes = 1 << 20;
+    let rooms = Rooms::start(cfg);
+    let mut alice = rooms.user("alice");
+    let mut slow = rooms.user("bob");
+    slow.ws
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    alice.join("r");
+    slow.join("r");
+    // 40 MB for bob, through the room and privately, while he reads nothing.
+    let chunk = "x".repeat(50_000);
+    let mut sent = 0usize;
+    for i in 0..400 {
+        let req = if i % 2 == 0 {
+            json!({"type": "message", "room": "r", "data": chunk, "exclude_self": true})
+        } else {
+            json!({"type": "private", "to": "bob", "data": chunk})
+        };
+        let r = alice.request(req);
+        if r["type"] == "error" {
+            // Bob was closed for his queue: he is offline now.
+            assert_eq!(r["code"], "user_offline", "{r}");
+            break;
+        }
+        sent += chunk.len();
+    }
+    // Bob got a bounded part of it: some was dropped, or he was closed 1008.
+    let mut received = 0usize;
+    let mut close = None;
+    loop {
+        match slow.ws.read() {
+            Ok(Message::Text(t)) => received += t.len(),
+            Ok(Message::Close(f)) => {
+                close = f.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break, // quiet for 500 ms, or gone
+        }
+    }
+    assert!(
+        close == Some(1008) || received < sent / 2,
+        "bob received {received} of {sent} bytes, close {close:?}"
+    );
+    // Alice is fine.
+    alice.fence();
+    alice.assert_quiet();
+}
