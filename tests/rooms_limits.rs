@@ -61,8 +61,10 @@ fn a_mismatching_origin_gets_403() {
         "https://chat.example:8443",
         "null",
     ] {
-        let (status, head, _) = upgrade(rooms.addr, &path, &format!("Origin: {origin}\r\n"));
+        let (status, head, body) = upgrade(rooms.addr, &path, &format!("Origin: {origin}\r\n"));
         assert_eq!(status, 403, "Origin {origin}: {head}");
+        let v: Value = serde_json::from_str(&body).expect("a JSON body");
+        assert_eq!(v["code"], "forbidden", "{v}");
     }
     // The allowed origin, and no Origin at all (not a browser), open.
     let mut c = rooms
