@@ -29,7 +29,7 @@ fn expect_error(c: &mut Client, text: &str, code: &[&str], id: Option<Value>) {
 }
 
 #[test]
-fn malformed_and_non_object_json_is_bad_json() {
+fn malformed_json_is_bad_json_and_non_objects_are_bad_requests() {
     let rooms = Rooms::start(config());
     let mut c = rooms.user("alice");
     for text in [
@@ -38,11 +38,6 @@ fn malformed_and_non_object_json_is_bad_json() {
         "",
         "{\"type\":\"ping\",}",
         "{\"type\":\"ping\"} trailing",
-        "[1,2]",
-        "\"ping\"",
-        "42",
-        "null",
-        "true",
         "{\"type\":\"ping\",\"id\":1e400}",
     ] {
         // 1e400 is out of range: a parser may call it bad JSON or a bad id.
@@ -52,6 +47,10 @@ fn malformed_and_non_object_json_is_bad_json() {
             &["bad_json"]
         };
         expect_error(&mut c, text, codes, None);
+    }
+    // Valid JSON that is not an object is not a request.
+    for text in ["[1,2]", "[]", "\"ping\"", "42", "null", "true"] {
+        expect_error(&mut c, text, &["bad_request"], None);
     }
 }
 
@@ -211,7 +210,7 @@ fn bad_input_before_auth_keeps_the_connection_until_the_timeout() {
     let rooms = Rooms::start(config());
     let mut c = rooms.open("/ws", &[]).expect("upgrade");
     expect_error(&mut c, "{", &["bad_json"], None);
-    expect_error(&mut c, "[]", &["bad_json"], None);
+    expect_error(&mut c, "[]", &["bad_request"], None);
     expect_error(
         &mut c,
         r#"{"type":"ping","id":1.5}"#,
