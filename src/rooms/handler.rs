@@ -594,12 +594,15 @@ impl Handler for RoomHandler {
     fn on_message(&mut self, conn: &mut Conn<'_, Session>, msg: Message<'_>) {
         let Message::Text(text) = msg else {
             self.metrics().invalid.inc();
-            return self.error(
-                conn,
-                None,
-                ErrorCode::BadRequest,
-                "binary messages are not part of the protocol: send JSON text",
-            );
+            if !self.rate_limited(conn, None, self.now_ms()) {
+                self.error(
+                    conn,
+                    None,
+                    ErrorCode::BadRequest,
+                    "binary messages are not part of the protocol: send JSON text",
+                );
+            }
+            return;
         };
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut buffers = std::mem::take(&mut self.buffers);
