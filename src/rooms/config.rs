@@ -539,13 +539,13 @@ impl RoomServerConfig {
             return err("who_default_limit", "must be at least 1".into());
         }
         if self.who_max_limit < self.who_default_limit {
-            return err(
-                "who_max_limit",
+            return Err(ConfigError::new(
+                Some("who_max_limit"),
                 format!(
                     "who_max_limit must be >= who_default_limit ({} < {})",
                     self.who_max_limit, self.who_default_limit
                 ),
-            );
+            ));
         }
         if self.who_max_limit > 100_000 {
             return err(
@@ -719,7 +719,13 @@ fn set(
                                a section and its key, e.g. EDGEWS_RATE_LIMIT__BURST; see docs/config.md",
             _ => "sections and keys are separated by `.`, e.g. rate_limit.burst; see docs/config.md",
         };
-        ConfigError::new(Some(&key), format!("unknown key `{key}` {src} ({hint})"))
+        let msg = match src {
+            Source::Env(var) => {
+                format!("{var} is not a config variable: `{key}` is no key ({hint})")
+            }
+            _ => format!("unknown key `{key}` {src} ({hint})"),
+        };
+        ConfigError::new(Some(&key), msg)
     };
     let (last, parents) = path.split_last().ok_or_else(unknown)?;
     let mut shape = schema;
