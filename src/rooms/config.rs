@@ -1152,6 +1152,40 @@ mod tests {
         .unwrap();
     }
 
+    /// `edgews.example.toml` is the defaults, and lists every key (the
+    /// optional ones commented out).
+    #[test]
+    fn the_example_file_is_the_defaults_and_lists_every_key() {
+        let text = include_str!("../../edgews.example.toml");
+        assert_eq!(load(Some(text), &[], &[]).unwrap(), RoomServerConfig::default());
+        let is_setting = |r: &str| {
+            r.starts_with('[')
+                || r.split_once(" = ").is_some_and(|(k, _)| {
+                    k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                })
+        };
+        let all: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(r) if is_setting(r) => format!("{r}\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let table: Table = all.parse().unwrap();
+        fn keys(t: &Table, prefix: &str, out: &mut Vec<String>) {
+            for (k, v) in t {
+                match v {
+                    Value::Table(s) => keys(s, &format!("{prefix}{k}."), out),
+                    _ => out.push(format!("{prefix}{k}")),
+                }
+            }
+        }
+        let (mut listed, mut every) = (Vec::new(), Vec::new());
+        keys(&table, "", &mut listed);
+        keys(&schema(), "", &mut every);
+        assert_eq!(listed, every);
+    }
+
     /// The schema must know every field of every section, or a valid key
     /// would be refused: serde lists a struct's fields to its deserializer.
     #[test]
