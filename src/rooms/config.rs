@@ -1157,11 +1157,15 @@ mod tests {
     #[test]
     fn the_example_file_is_the_defaults_and_lists_every_key() {
         let text = include_str!("../../edgews.example.toml");
-        assert_eq!(load(Some(text), &[], &[]).unwrap(), RoomServerConfig::default());
+        assert_eq!(
+            load(Some(text), &[], &[]).unwrap(),
+            RoomServerConfig::default()
+        );
         let is_setting = |r: &str| {
             r.starts_with('[')
                 || r.split_once(" = ").is_some_and(|(k, _)| {
-                    k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    k.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 })
         };
         let all: String = text
