@@ -558,3 +558,33 @@ fn long_display_names_are_cut_and_long_user_ids_refused() {
     let (status, _, body) = rooms_common::upgrade(rooms.addr, &format!("/ws?token={too_long}"), "");
     assert_eq!(status, 401, "{body}");
 }
+
+#[test]
+fn rooms_over_member_events_max_room_size_get_no_join_or_leave_events() {
+    let mut cfg = config();
+    cfg.member_events_max_room_size = 2;
+    let rooms = Rooms::start(cfg);
+    let mut alice = rooms.user("alice");
+    let mut bob = rooms.user("bob");
+    let mut carol = rooms.user("carol");
+    alice.join("r");
+    assert_eq!(bob.join("r"), 2);
+    assert_eq!(alice.recv_type("user_joined")["user"]["id"], "bob");
+    // The third member makes the room too big for member events.
+    assert_eq!(carol.join("r"), 3);
+    let fence = say(&mut carol, "r", json!("carol is here"));
+    next_is_message(&mut alice, &fence);
+    next_is_message(&mut bob, &fence);
+    // Leaving a room of 3: no event either; `members` still counts.
+    let left = carol.ack(json!({"type": "leave", "room": "r"}));
+    assert_eq!(left["members"], 2, "{left}");
+    let who = alice.ack(json!({"type": "who", "room": "r"}));
+    assert_eq!(who["count"], 2, "{who}");
+    let fence = say(&mut bob, "r", json!("carol left"));
+    next_is_message(&mut alice, &fence);
+    // Back to 2: events again.
+    bob.ack(json!({"type": "leave", "room": "r"}));
+    let l = alice.recv();
+    assert_eq!(l["type"], "user_left", "{l}");
+    assert_eq!(l["members"], 1, "{l}");
+}
