@@ -114,6 +114,11 @@ pub struct RoomServerConfig {
     pub receive_buffer_bytes: usize,
     /// permessage-deflate: `off`, `shared` or `dedicated`.
     pub compression: CompressionMode,
+    /// Rooms with more distinct users than this send no `user_joined` /
+    /// `user_left` events (0: always send them). Each join in a room of N
+    /// members is N messages, so a room filling up to N members costs N²/2
+    /// of them; in big rooms clients read counts from acks and `who`.
+    pub member_events_max_room_size: usize,
     /// Default page size of `who`.
     pub who_default_limit: usize,
     /// Largest page size of `who`.
@@ -252,6 +257,7 @@ impl Default for RoomServerConfig {
             max_queued_bytes: 16 << 20,
             receive_buffer_bytes: 256 << 10,
             compression: CompressionMode::Shared,
+            member_events_max_room_size: 1000,
             who_default_limit: 100,
             who_max_limit: 1000,
             rate_limit: RateLimitConfig::default(),
