@@ -194,7 +194,10 @@ impl Keys {
                 _ => DecodingKey::from_ec_pem(&pem),
             }
             .map_err(|e| {
-                AuthError::config(format!("{} is not a {alg:?} public key: {e}", path.display()))
+                AuthError::config(format!(
+                    "{} is not a {alg:?} public key: {e}",
+                    path.display()
+                ))
             })?;
             Ok(Keys {
                 decoding,
@@ -221,10 +224,9 @@ impl Keys {
                     message: "the token has expired".into(),
                 },
                 ErrorKind::InvalidSignature => AuthError::invalid("bad token signature"),
-                ErrorKind::InvalidAlgorithm => AuthError::invalid(format!(
-                    "the token is not signed with {:?}",
-                    self.algorithm
-                )),
+                ErrorKind::InvalidAlgorithm => {
+                    AuthError::invalid(format!("the token is not signed with {:?}", self.algorithm))
+                }
                 ErrorKind::InvalidIssuer => AuthError::invalid("wrong token issuer"),
                 ErrorKind::InvalidAudience => AuthError::invalid("wrong token audience"),
                 ErrorKind::ImmatureSignature => AuthError::invalid("the token is not valid yet"),
@@ -291,7 +293,10 @@ pub fn dev_secret(path: &Path) -> Result<(String, bool), AuthError> {
         .map_err(|e| AuthError::config(format!("cannot read /dev/urandom: {e}")))?;
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let fail = |e: std::io::Error| {
-        AuthError::config(format!("cannot write the dev secret to {}: {e}", path.display()))
+        AuthError::config(format!(
+            "cannot write the dev secret to {}: {e}",
+            path.display()
+        ))
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(fail)?;

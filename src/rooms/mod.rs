@@ -18,3 +18,10 @@ pub mod codes;
 pub mod config;
 
 pub use config::RoomServerConfig;
+pub mod directory;
+pub mod handler;
+pub mod limits;
+pub mod server;
+pub mod session;
+pub mod status;
+pub mod wire;

@@ -1,0 +1,803 @@
+//! The room server's engine [`Handler`]: one per worker.
+//!
+//! A client message goes through a short chain, top to bottom:
+//! parse (simd-json) → rate limit → authentication gate → dispatch. The
+//! room-message path takes no lock: membership is the connection's own
+//! session, and the event is serialized once and handed to the engine's
+//! fan-out, which frames it once for every member on every worker.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::protocol::Message;
+use crate::runtime::{Accept, CloseInfo, Conn, Handler, HttpResponse, Reject, Request};
+
+use super::auth::{unix_now, AuthError, Claims};
+use super::codes::{ErrorCode, CLOSE_RATE_LIMIT, CLOSE_TOKEN_EXPIRED, CLOSE_UNAUTHORIZED};
+use super::limits::{origin_allowed, TokenBucket};
+use super::server::Shared;
+use super::session::Session;
+use super::status::{websocket_status, AuthFailure, WorkerMetrics};
+use super::wire::{self, Id, Out, Request as Req};
+
+/// The subprotocol of wire protocol v1.
+pub const SUBPROTOCOL: &str = "edgews.v1";
+/// The subprotocol prefix that carries a token (`token.<jwt>`).
+pub const TOKEN_PREFIX: &str = "token.";
+
+/// The room server's handler for one worker.
+pub struct RoomHandler {
+    shared: Arc<Shared>,
+    worker: usize,
+    /// Incoming text is copied here for simd-json, which parses in place.
+    scratch: Vec<u8>,
+    buffers: simd_json::Buffers,
+    out: Out,
+    /// A second writer, for an event built while a reply is being built.
+    event: Out,
+}
+
+impl std::fmt::Debug for RoomHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomHandler")
+            .field("worker", &self.worker)
+            .finish()
+    }
+}
+
+type C<'a, 'b> = Conn<'a, Session>;
+
+impl RoomHandler {
+    /// The handler of worker `worker`.
+    pub fn new(shared: Arc<Shared>, worker: usize) -> Self {
+        RoomHandler {
+            shared,
+            worker,
+            scratch: Vec::new(),
+            buffers: simd_json::Buffers::default(),
+            out: Out::default(),
+            event: Out::default(),
+        }
+    }
+
+    fn metrics(&self) -> &WorkerMetrics {
+        &self.shared.metrics[self.worker]
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.shared.started.elapsed().as_millis() as u64
+    }
+
+    /// Sends an error reply (and counts it).
+    fn error(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, code: ErrorCode, msg: &str) {
+        self.shared.metrics[self.worker].error(code);
+        conn.send_text(wire::error(&mut self.out, id, code, msg));
+    }
+
+    fn auth_failed(&self, e: &AuthError) {
+        let reason = if e.is_expired() {
+            AuthFailure::Expired
+        } else {
+            AuthFailure::Invalid
+        };
+        self.metrics().auth_failures[reason as usize].inc();
+    }
+
+    /// Accepts the claims of a verified token on this connection: registers
+    /// the user, arms the expiry timer and sends `welcome`.
+    fn authenticate(&mut self, conn: &mut C<'_, '_>, claims: &Claims, id: Option<Id<'_>>) {
+        let user = self.shared.dir.user(&claims.sub, claims.display_name());
+        self.shared.dir.connect(&user, conn.id());
+        let s = conn.data_mut();
+        s.user = Some(user);
+        s.roles = claims.role_bits();
+        self.set_expiry(conn, claims.exp);
+        let cfg = &self.shared.cfg;
+        let user = conn.data().user.clone().expect("just set");
+        let conn_id = conn.id().to_string();
+        let out = self
+            .out
+            .start("welcome", None)
+            .str("conn_id", &conn_id)
+            .user("user", user.id(), user.name())
+            .num("server_time", unix_ms());
+        match claims.exp {
+            Some(exp) => out.num("expires_at", exp.saturating_mul(1000)),
+            None => out.raw("expires_at", "null"),
+        };
+        let limits = format!(
+            "{{\"max_message_bytes\":{},\"max_rooms_per_connection\":{},\"max_members_per_room\":{},\
+             \"messages_per_sec\":{},\"burst\":{},\"ping_interval_ms\":{},\"idle_timeout_ms\":{}}}",
+            cfg.max_message_bytes,
+            cfg.max_rooms_per_connection,
+            cfg.max_members_per_room,
+            cfg.rate_limit.messages_per_sec,
+            cfg.rate_limit.burst,
+            cfg.ping_interval_secs * 1000,
+            cfg.idle_timeout_secs * 1000,
+        );
+        out.raw("limits", &limits);
+        conn.send_text(out.finish());
+        if id.is_some() {
+            conn.send_text(self.out.start("ack", id).finish());
+        }
+    }
+
+    /// Arms the timer for the token's expiry (leeway included), or cancels it.
+    fn set_expiry(&self, conn: &mut C<'_, '_>, exp: Option<u64>) {
+        match exp {
+            Some(exp) => {
+                let at = exp.saturating_add(self.shared.cfg.auth.leeway_secs);
+                conn.data_mut().expires_at = u32::try_from(at).unwrap_or(u32::MAX);
+                let left = at.saturating_sub(unix_now());
+                conn.set_timer(Duration::from_secs(left));
+            }
+            None => {
+                conn.data_mut().expires_at = 0;
+                conn.cancel_timer();
+            }
+        }
+    }
+
+    fn dispatch(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, req: Req<'_>) {
+        let authed = conn.data().user.is_some();
+        match req {
+            Req::Ping => {
+                let text = self.out.start("pong", id).num("ts", unix_ms()).finish();
+                conn.send_text(text);
+            }
+            Req::Auth { token } if !authed => match self.shared.keys.verify(token) {
+                Ok(claims) => self.authenticate(conn, &claims, id),
+                Err(e) => {
+                    self.auth_failed(&e);
+                    let code = if e.is_expired() {
+                        ErrorCode::TokenExpired
+                    } else {
+                        ErrorCode::Unauthorized
+                    };
+                    self.error(conn, id, code, &e.to_string());
+                    conn.close(CLOSE_UNAUTHORIZED, "authentication failed");
+                }
+            },
+            Req::Auth { .. } => self.error(
+                conn,
+                id,
+                ErrorCode::BadRequest,
+                "already authenticated: use `refresh` to swap tokens",
+            ),
+            _ if !authed => self.error(
+                conn,
+                id,
+                ErrorCode::Unauthorized,
+                "authenticate first: send {\"type\":\"auth\",\"token\":...}",
+            ),
+            Req::Refresh { token } => self.refresh(conn, id, token),
+            Req::Join { room, password: _ } => self.join(conn, id, room),
+            Req::Leave { room } => self.leave(conn, id, room),
+            Req::Message {
+                room,
+                data,
+                exclude_self,
+            } => {
+                let Some(user) = conn
+                    .data()
+                    .room(room)
+                    .map(|_| ())
+                    .and(conn.data().user.clone())
+                else {
+                    return self.not_in_room(conn, id, room);
+                };
+                let ts = unix_ms();
+                let text = self
+                    .event
+                    .start("message", None)
+                    .str("room", room)
+                    .user("from", user.id(), user.name())
+                    .value("data", data)
+                    .num("ts", ts)
+                    .finish();
+                if exclude_self {
+                    conn.publish_others(room, Message::Text(text));
+                } else {
+                    conn.publish(room, Message::Text(text));
+                }
+                self.metrics().room_messages.inc();
+                if id.is_some() {
+                    let text = self
+                        .out
+                        .start("ack", id)
+                        .str("room", room)
+                        .num("ts", ts)
+                        .finish();
+                    conn.send_text(text);
+                }
+            }
+            Req::Private { to, data } => {
+                let targets = self.shared.dir.connections_of(to);
+                if targets.is_empty() {
+                    return self.error(
+                        conn,
+                        id,
+                        ErrorCode::UserOffline,
+                        "that user has no connection",
+                    );
+                }
+                let user = conn.data().user.clone().expect("authenticated");
+                let ts = unix_ms();
+                let text = self
+                    .event
+                    .start("private", None)
+                    .user("from", user.id(), user.name())
+                    .value("data", data)
+                    .num("ts", ts)
+                    .finish();
+                let mut delivered = 0;
+                for target in targets {
+                    if conn.send_to(target, Message::Text(text)) {
+                        delivered += 1;
+                    }
+                }
+                self.metrics().private_deliveries.add(delivered);
+                if id.is_some() {
+                    let text = self
+                        .out
+                        .start("ack", id)
+                        .str("to", to)
+                        .num("delivered", delivered)
+                        .num("ts", ts)
+                        .finish();
+                    conn.send_text(text);
+                }
+            }
+            Req::Presence { status } => {
+                let user = conn.data().user.clone().expect("authenticated");
+                let rooms = self.shared.dir.set_status(&user, status);
+                for room in rooms {
+                    let text = self
+                        .event
+                        .start("presence", None)
+                        .str("room", room.name())
+                        .user("user", user.id(), user.name())
+                        .str("status", status.as_str())
+                        .finish();
+                    conn.publish(room.name(), Message::Text(text));
+                }
+                if id.is_some() {
+                    let text = self
+                        .out
+                        .start("ack", id)
+                        .str("status", status.as_str())
+                        .finish();
+                    conn.send_text(text);
+                }
+            }
+            Req::Who {
+                room,
+                cursor,
+                limit,
+            } => self.who(conn, id, room, cursor, limit),
+            Req::Typing { room } => {
+                let Some(user) = conn
+                    .data()
+                    .room(room)
+                    .map(|_| ())
+                    .and(conn.data().user.clone())
+                else {
+                    return self.not_in_room(conn, id, room);
+                };
+                let text = self
+                    .event
+                    .start("typing", None)
+                    .str("room", room)
+                    .user("user", user.id(), user.name())
+                    .finish();
+                conn.publish_others(room, Message::Text(text));
+                if id.is_some() {
+                    conn.send_text(self.out.start("ack", id).str("room", room).finish());
+                }
+            }
+        }
+    }
+
+    fn not_in_room(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
+        let msg = format!("join `{}` first", clip(room));
+        self.error(conn, id, ErrorCode::NotInRoom, &msg);
+    }
+
+    fn refresh(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, token: &str) {
+        let claims = match self.shared.keys.verify(token) {
+            Ok(c) => c,
+            Err(e) => {
+                self.auth_failed(&e);
+                let code = if e.is_expired() {
+                    ErrorCode::TokenExpired
+                } else {
+                    ErrorCode::Unauthorized
+                };
+                return self.error(conn, id, code, &e.to_string());
+            }
+        };
+        let same = conn
+            .data()
+            .user
+            .as_ref()
+            .is_some_and(|u| u.id() == claims.sub);
+        if !same {
+            return self.error(
+                conn,
+                id,
+                ErrorCode::Forbidden,
+                "`refresh` needs a token for the same user (`sub`)",
+            );
+        }
+        conn.data_mut().roles = claims.role_bits();
+        self.set_expiry(conn, claims.exp);
+        let out = self.out.start("ack", id);
+        match claims.exp {
+            Some(exp) => out.num("expires_at", exp.saturating_mul(1000)),
+            None => out.raw("expires_at", "null"),
+        };
+        conn.send_text(out.finish());
+    }
+
+    fn join(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
+        if let Some(r) = conn.data().room(room) {
+            // Already in: the same answer again, no event.
+            let members = r.count() as u64;
+            let text = self
+                .out
+                .start("ack", id)
+                .str("room", room)
+                .num("members", members)
+                .finish();
+            conn.send_text(text);
+            return;
+        }
+        let cfg = &self.shared.cfg;
+        if conn.data().room_count() >= cfg.max_rooms_per_connection {
+            let msg = format!(
+                "this connection is in {} rooms, the most allowed",
+                cfg.max_rooms_per_connection
+            );
+            return self.error(conn, id, ErrorCode::TooManyRooms, &msg);
+        }
+        let user = conn.data().user.clone().expect("authenticated");
+        let joined = match self.shared.dir.join(&user, room, cfg.max_members_per_room) {
+            Ok(j) => j,
+            Err(code) => {
+                let msg = format!(
+                    "`{}` has {} members, the most allowed",
+                    clip(room),
+                    cfg.max_members_per_room
+                );
+                return self.error(conn, id, code, &msg);
+            }
+        };
+        conn.subscribe(room);
+        conn.data_mut().rooms.push(joined.room.clone());
+        if joined.first {
+            let text = self
+                .event
+                .start("user_joined", None)
+                .str("room", room)
+                .user("user", user.id(), user.name())
+                .num("members", joined.members as u64)
+                .finish();
+            conn.publish_others(room, Message::Text(text));
+        }
+        let text = self
+            .out
+            .start("ack", id)
+            .str("room", room)
+            .num("members", joined.members as u64)
+            .finish();
+        conn.send_text(text);
+    }
+
+    fn leave(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
+        let Some(r) = conn.data().room(room).cloned() else {
+            return self.not_in_room(conn, id, room);
+        };
+        conn.data_mut().rooms.remove(|x| Arc::ptr_eq(x, &r));
+        conn.unsubscribe(room);
+        let members = self.left(conn, &r);
+        let text = self
+            .out
+            .start("ack", id)
+            .str("room", room)
+            .num("members", members)
+            .finish();
+        conn.send_text(text);
+    }
+
+    /// The directory side of leaving `room`, and `user_left` when this was
+    /// the user's last connection there. Returns the members left.
+    fn left(&mut self, conn: &mut C<'_, '_>, room: &Arc<super::directory::Room>) -> u64 {
+        let user = conn.data().user.clone().expect("authenticated");
+        let (last, members) = self.shared.dir.leave(&user, room);
+        if last {
+            let text = self
+                .event
+                .start("user_left", None)
+                .str("room", room.name())
+                .user("user", user.id(), user.name())
+                .num("members", members as u64)
+                .finish();
+            conn.publish_others(room.name(), Message::Text(text));
+        }
+        members as u64
+    }
+
+    fn who(
+        &mut self,
+        conn: &mut C<'_, '_>,
+        id: Option<Id<'_>>,
+        room: &str,
+        cursor: Option<&str>,
+        limit: Option<usize>,
+    ) {
+        let Some(r) = conn.data().room(room).cloned() else {
+            return self.not_in_room(conn, id, room);
+        };
+        let cfg = &self.shared.cfg;
+        let limit = limit
+            .unwrap_or(cfg.who_default_limit)
+            .min(cfg.who_max_limit)
+            .max(1);
+        let page = self.shared.dir.page(&r, cursor, limit);
+        let mut members = String::with_capacity(page.members.len() * 48 + 2);
+        members.push('[');
+        let mut w = Out::default();
+        for (i, (u, status)) in page.members.iter().enumerate() {
+            if i > 0 {
+                members.push(',');
+            }
+            w.buf.clear();
+            w.buf.extend_from_slice(b"{\"id\":");
+            w.string(u.id());
+            w.buf.extend_from_slice(b",\"name\":");
+            w.string(u.name());
+            w.buf.extend_from_slice(b",\"status\":\"");
+            w.buf.extend_from_slice(status.as_str().as_bytes());
+            w.buf.extend_from_slice(b"\"}");
+            members.push_str(std::str::from_utf8(&w.buf).unwrap_or("{}"));
+        }
+        members.push(']');
+        let out = self
+            .out
+            .start("ack", id)
+            .str("room", room)
+            .num("count", page.count as u64)
+            .raw("members", &members);
+        match &page.next {
+            Some(next) => out.str("next", next),
+            None => out.raw("next", "null"),
+        };
+        conn.send_text(out.finish());
+    }
+}
+
+impl Handler for RoomHandler {
+    type Data = Session;
+
+    fn on_upgrade(&mut self, req: &Request<'_>) -> Result<Accept<Session>, Reject> {
+        let (path, query) = req.path().split_once('?').unwrap_or((req.path(), ""));
+        if path != "/ws" {
+            return Err(Reject::not_found());
+        }
+        let cfg = &self.shared.cfg;
+        if !origin_allowed(&cfg.allowed_origins, req.origin()) {
+            self.metrics().origin_rejected.inc();
+            return Err(json_reject(
+                403,
+                ErrorCode::Forbidden,
+                "this Origin is not allowed",
+            ));
+        }
+        // The token: ?token=, Authorization: Bearer, or a `token.<jwt>` subprotocol.
+        let mut offers_v1 = false;
+        let mut proto_token = None;
+        let mut offers = 0;
+        for p in req.protocols() {
+            offers += 1;
+            if p == SUBPROTOCOL {
+                offers_v1 = true;
+            } else if let Some(t) = p.strip_prefix(TOKEN_PREFIX) {
+                proto_token = Some(p).filter(|_| !t.is_empty());
+            }
+        }
+        let token = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .filter(|t| !t.is_empty())
+            .or_else(|| {
+                req.header_str("authorization")
+                    .and_then(|a| {
+                        a.strip_prefix("Bearer ")
+                            .or_else(|| a.strip_prefix("bearer "))
+                    })
+                    .map(str::trim)
+            })
+            .or_else(|| proto_token.map(|p| &p[TOKEN_PREFIX.len()..]));
+        let now = self.now_ms();
+        let mut session = Session {
+            bucket: TokenBucket::full(&cfg.rate_limit, now),
+            ..Session::default()
+        };
+        if let Some(token) = token {
+            match self.shared.keys.verify(token) {
+                Ok(claims) => {
+                    // Registered with its connection id in on_open, which
+                    // follows at once; the claims ride along until then.
+                    session.user = Some(self.shared.dir.user(&claims.sub, claims.display_name()));
+                    session.roles = claims.role_bits();
+                    session.expires_at = claims.exp.map_or(0, |e| {
+                        u32::try_from(e.saturating_add(cfg.auth.leeway_secs)).unwrap_or(u32::MAX)
+                    });
+                }
+                Err(e) => {
+                    self.auth_failed(&e);
+                    let code = if e.is_expired() {
+                        ErrorCode::TokenExpired
+                    } else {
+                        ErrorCode::Unauthorized
+                    };
+                    return Err(json_reject(401, code, &e.to_string()));
+                }
+            }
+        }
+        let accept = Accept::new(session);
+        Ok(if offers_v1 {
+            accept.protocol(SUBPROTOCOL)
+        } else if let (Some(p), 1) = (proto_token, offers) {
+            accept.protocol(p)
+        } else {
+            accept
+        })
+    }
+
+    fn on_open(&mut self, conn: &mut Conn<'_, Session>) {
+        let Some(user) = conn.data().user.clone() else {
+            conn.set_timer(Duration::from_secs(
+                self.shared.cfg.auth_timeout_secs.max(1),
+            ));
+            return;
+        };
+        // Authenticated at the upgrade: rebuild the claims' effect here.
+        let exp = match conn.data().expires_at {
+            0 => None,
+            at => Some(u64::from(at).saturating_sub(self.shared.cfg.auth.leeway_secs)),
+        };
+        let claims = Claims {
+            sub: user.id().to_owned(),
+            name: Some(user.name().to_owned()),
+            exp,
+            ..Claims::default()
+        };
+        let roles = conn.data().roles;
+        conn.data_mut().user = None;
+        self.authenticate(conn, &claims, None);
+        conn.data_mut().roles = roles;
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_, Session>, msg: Message<'_>) {
+        let Message::Text(text) = msg else {
+            self.metrics().invalid.inc();
+            return self.error(
+                conn,
+                None,
+                ErrorCode::BadRequest,
+                "binary messages are not part of the protocol: send JSON text",
+            );
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut buffers = std::mem::take(&mut self.buffers);
+        scratch.clear();
+        scratch.extend_from_slice(text.as_bytes());
+        self.handle_text(conn, &mut scratch, &mut buffers);
+        // A huge message's buffer is not kept around.
+        if scratch.capacity() > 1 << 20 {
+            scratch = Vec::new();
+        }
+        self.scratch = scratch;
+        self.buffers = buffers;
+    }
+
+    fn on_timer(&mut self, conn: &mut Conn<'_, Session>) {
+        if conn.data().user.is_none() {
+            self.metrics().auth_failures[AuthFailure::Timeout as usize].inc();
+            conn.close(CLOSE_UNAUTHORIZED, "authentication timeout");
+            return;
+        }
+        let at = u64::from(conn.data().expires_at);
+        if at == 0 {
+            return;
+        }
+        let now = unix_now();
+        if now >= at {
+            self.metrics().auth_failures[AuthFailure::Expired as usize].inc();
+            self.metrics().expired_closes.inc();
+            conn.close(CLOSE_TOKEN_EXPIRED, "token expired");
+        } else {
+            conn.set_timer(Duration::from_secs(at - now));
+        }
+    }
+
+    fn on_close(&mut self, conn: &mut Conn<'_, Session>, _close: CloseInfo<'_>) {
+        let Some(user) = conn.data().user.clone() else {
+            return;
+        };
+        let rooms = std::mem::take(&mut conn.data_mut().rooms);
+        for room in rooms.iter() {
+            self.left(conn, room);
+        }
+        self.shared.dir.disconnect(&user, conn.id());
+    }
+
+    fn on_http(&mut self, req: &Request<'_>) -> HttpResponse {
+        let (path, query) = req.path().split_once('?').unwrap_or((req.path(), ""));
+        match path {
+            "/api/websocket/status" => match self.shared.handle.get() {
+                Some(h) => HttpResponse::with_type(
+                    200,
+                    "application/json",
+                    websocket_status(&self.shared, h).into_bytes(),
+                )
+                .header("Cache-Control", "no-store"),
+                None => HttpResponse::text(503, "starting\n"),
+            },
+            "/dev/token" if self.shared.dev_tokens.load(Ordering::Relaxed) => self.dev_token(query),
+            _ => HttpResponse::not_found(),
+        }
+    }
+}
+
+impl RoomHandler {
+    /// parse → rate limit → dispatch, for one text message copied into `scratch`.
+    fn handle_text(
+        &mut self,
+        conn: &mut C<'_, '_>,
+        scratch: &mut [u8],
+        buffers: &mut simd_json::Buffers,
+    ) {
+        let now = self.now_ms();
+        let value = match wire::parse_value(scratch, buffers) {
+            Ok(v) => v,
+            Err(e) => {
+                self.metrics().invalid.inc();
+                if !self.rate_limited(conn, None, now) {
+                    self.error(conn, None, e.code, &e.message);
+                }
+                return;
+            }
+        };
+        match wire::request(&value) {
+            Err(e) => {
+                self.metrics().invalid.inc();
+                if !self.rate_limited(conn, e.id, now) {
+                    self.error(conn, e.id, e.code, &e.message);
+                }
+            }
+            Ok((id, req)) => {
+                self.metrics().requests[req.type_index()].inc();
+                if !self.rate_limited(conn, id, now) {
+                    self.dispatch(conn, id, req);
+                }
+            }
+        }
+    }
+
+    /// Takes a token from the connection's bucket; when it is empty, replies
+    /// `rate_limited` (or closes with 4008 after repeated abuse) and returns true.
+    fn rate_limited(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, now: u64) -> bool {
+        let cfg = &self.shared.cfg.rate_limit;
+        let s = conn.data_mut();
+        if s.bucket.take(cfg, now) {
+            return false;
+        }
+        if s.strikes.strike(cfg, now) {
+            self.metrics().rate_limit_closes.inc();
+            self.metrics().error(ErrorCode::RateLimited);
+            conn.close(CLOSE_RATE_LIMIT, "rate limit abuse");
+        } else {
+            let msg = format!(
+                "over {} messages per second (burst {})",
+                cfg.messages_per_sec, cfg.burst
+            );
+            self.error(conn, id, ErrorCode::RateLimited, &msg);
+        }
+        true
+    }
+
+    /// `GET /dev/token?sub=..&name=..`: a 24-hour token (dev mode only).
+    fn dev_token(&self, query: &str) -> HttpResponse {
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                .map(percent_decode)
+        };
+        let sub = param("sub").unwrap_or_else(|| "guest".into());
+        if sub.is_empty() || sub.len() > super::auth::MAX_USER_ID_BYTES {
+            return HttpResponse::with_type(
+                400,
+                "application/json",
+                wire::http_error(ErrorCode::BadRequest, "`sub` must be 1 to 128 bytes")
+                    .into_bytes(),
+            );
+        }
+        let claims = Claims {
+            name: param("name").filter(|n| !n.is_empty()),
+            sub,
+            exp: Some(unix_now() + 24 * 3600),
+            iat: Some(unix_now()),
+            ..Claims::default()
+        };
+        match self.shared.keys.mint(&claims) {
+            Ok(token) => HttpResponse::with_type(
+                200,
+                "application/json",
+                serde_json::json!({ "token": token, "sub": claims.sub, "expires_at": claims.exp.map(|e| e * 1000) })
+                    .to_string()
+                    .into_bytes(),
+            )
+            .header("Cache-Control", "no-store"),
+            Err(e) => HttpResponse::with_type(
+                500,
+                "application/json",
+                wire::http_error(ErrorCode::Internal, &e.to_string()).into_bytes(),
+            ),
+        }
+    }
+}
+
+/// A 401/403 with a JSON body, as the protocol promises.
+fn json_reject(status: u16, code: ErrorCode, message: &str) -> Reject {
+    Reject::with_response(HttpResponse::with_type(
+        status,
+        "application/json",
+        wire::http_error(code, message).into_bytes(),
+    ))
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A room name for an error message, cut short.
+fn clip(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Decodes `%XX` and `+` in a query value.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

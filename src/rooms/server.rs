@@ -1,0 +1,120 @@
+//! Starting the room server: the engine with a [`RoomHandler`] on every
+//! worker and the state they share.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use crate::runtime::tls::{reload_on_sighup, CertStore};
+use crate::runtime::{Error, Running, Server, ServerHandle};
+
+use super::auth::Keys;
+use super::config::RoomServerConfig;
+use super::directory::Directory;
+use super::handler::RoomHandler;
+use super::status::{RoomStatus, WorkerMetrics};
+
+/// What every worker's handler shares: the configuration, the keys, the
+/// directory of users and rooms, and the counters (one set per worker).
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration.
+    pub cfg: RoomServerConfig,
+    /// Token verification.
+    pub keys: Keys,
+    /// Users and rooms.
+    pub dir: Directory,
+    /// Counters, by worker.
+    pub metrics: Box<[WorkerMetrics]>,
+    /// The engine's handle, once bound.
+    pub handle: OnceLock<ServerHandle>,
+    /// Dev mode: `GET /dev/token` mints tokens.
+    pub dev_tokens: AtomicBool,
+    /// The server clock's origin (rate limits).
+    pub started: Instant,
+}
+
+/// The room server, bound and ready to run.
+///
+/// ```no_run
+/// use edgews::rooms::auth::Keys;
+/// use edgews::rooms::server::RoomServer;
+/// use edgews::rooms::RoomServerConfig;
+///
+/// let cfg = RoomServerConfig::default();
+/// let keys = Keys::hs256(b"a long random secret", &cfg.auth);
+/// let server = RoomServer::bind(cfg, keys)?;
+/// edgews::runtime::shutdown_on_signals(server.handle())?;
+/// server.run()?;
+/// # Ok::<(), edgews::runtime::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct RoomServer {
+    server: Server<RoomHandler>,
+    shared: Arc<Shared>,
+}
+
+impl RoomServer {
+    /// Binds the room server (engine workers + room handler). `keys`
+    /// verifies tokens. With `cfg.tls`, the certificate is loaded now and
+    /// reloaded on SIGHUP.
+    pub fn bind(cfg: RoomServerConfig, keys: Keys) -> Result<RoomServer, Error> {
+        let mut engine = cfg.engine_config().map_err(Error::config)?;
+        if let Some(tls) = &cfg.tls {
+            let store = Arc::new(CertStore::load(&tls.cert_file, &tls.key_file)?);
+            engine = engine.tls(Some(store.server_config()?));
+            reload_on_sighup(store)?;
+        }
+        let shared = Arc::new(Shared {
+            metrics: (0..engine.workers)
+                .map(|_| WorkerMetrics::default())
+                .collect(),
+            cfg,
+            keys,
+            dir: Directory::default(),
+            handle: OnceLock::new(),
+            dev_tokens: AtomicBool::new(false),
+            started: Instant::now(),
+        });
+        let engine = engine.app_status(Some(Arc::new(RoomStatus(shared.clone()))));
+        let server = Server::bind(engine, |i| RoomHandler::new(shared.clone(), i))?;
+        let _ = shared.handle.set(server.handle());
+        Ok(RoomServer { server, shared })
+    }
+
+    /// Serves `GET /dev/token?sub=..&name=..` (dev mode only: anyone who can
+    /// reach the server gets a token).
+    #[must_use]
+    pub fn with_dev_tokens(self) -> Self {
+        self.shared
+            .dev_tokens
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The engine's handle (shutdown, stats).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The state the workers share.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Starts the workers on threads of their own.
+    pub fn start(self) -> Result<Running, Error> {
+        self.server.start()
+    }
+
+    /// Starts the workers and waits until they have shut down.
+    pub fn run(self) -> Result<(), Error> {
+        self.server.run()
+    }
+}

@@ -1,0 +1,36 @@
+//! What the room server keeps per connection, inline in the engine's
+//! connection slot (no heap allocation for a connection in one room).
+
+use std::sync::Arc;
+
+use super::directory::{Few, Room, User};
+use super::limits::{Strikes, TokenBucket};
+
+/// One connection's state.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// The authenticated user (`None` until a token was accepted).
+    pub user: Option<Arc<User>>,
+    /// The rooms this connection joined.
+    pub(crate) rooms: Few<Arc<Room>>,
+    /// When the token expires (Unix seconds, leeway included; 0: never).
+    pub expires_at: u32,
+    /// Role bits from the token (`auth::role`).
+    pub roles: u8,
+    /// Message rate limit.
+    pub bucket: TokenBucket,
+    /// Rate-limited messages, for closing abusers.
+    pub strikes: Strikes,
+}
+
+impl Session {
+    /// The joined room called `name`.
+    pub fn room(&self, name: &str) -> Option<&Arc<Room>> {
+        self.rooms.iter().find(|r| r.name() == name)
+    }
+
+    /// Rooms joined.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+}
