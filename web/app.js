@@ -66,14 +66,16 @@ function start(token) {
     $("me").title = `user id ${me.id}, connection ${w.conn_id}`;
   });
   client.on("close", (c) => {
-    if (!c.reconnecting && !c.byClient) {
+    if (c.reconnecting && c.wasOpen) {
+      systemLine(current, `Connection lost (${c.code}); reconnecting in ${(c.delayMs / 1000).toFixed(1)} s…`);
+    } else if (!c.reconnecting && !c.byClient) {
       systemLine(current, `Disconnected for good (close ${c.code}${c.reason ? `: ${c.reason}` : ""}).`);
     }
   });
   client.on("rejoin", ({ room, recovered, reason }) => {
     const note = recovered
-      ? "Reconnected; missed messages recovered."
-      : `Reconnected and rejoined${reason ? ` (not recovered: ${reason})` : ""}; messages sent while you were away are not replayed.`;
+      ? "Reconnected and rejoined; missed messages recovered."
+      : `Reconnected and rejoined; messages others sent while you were away were not recovered${reason ? ` (${reason})` : ""}.`;
     systemLine(`#${room}`, note);
     refreshMembers(room);
   });
@@ -106,7 +108,11 @@ function start(token) {
     if (me && e.user.id === me.id) return;
     showTyping(`#${e.room}`, e.user);
   });
-  client.on("error", (err) => systemLine(current, `Error: ${err.message}`));
+  client.on("error", (err) => {
+    // A failed token fetch while reconnecting is one more failed attempt; the badge says so.
+    if (err.code === "token" && client.state === State.RECONNECTING) return;
+    systemLine(current, `Error: ${err.message}`);
+  });
 
   $("login").hidden = true;
   $("chat").hidden = false;
@@ -176,6 +182,7 @@ $("send-form").addEventListener("submit", async (ev) => {
   const c = convs.get(current);
   if (!text || !c) return;
   input.value = "";
+  lastTypingSent = 0; // receivers clear the indicator on a message: the next keystroke counts anew
   // `cid` lets us match the server's echo of our own room message with the
   // line shown as pending while it was queued or in flight.
   const cid = `${Date.now().toString(36)}-${nextCid++}`;

@@ -77,6 +77,8 @@ export interface CloseEvent {
   delayMs?: number;
   /** True when {@link EdgewsClient.close} was called. */
   byClient: boolean;
+  /** True when this ends an open connection, false when a connection attempt failed. */
+  wasOpen: boolean;
 }
 
 export interface EventMap {

@@ -186,7 +186,7 @@ export class EdgewsClient {
     this._failAll("closed", "the client was closed");
     this._rejectConnectWaiters(new EdgewsError("closed", "the client was closed"));
     this._setState(State.CLOSED);
-    this._emit("close", { code, reason, reconnecting: false, byClient: true });
+    this._emit("close", { code, reason, reconnecting: false, byClient: true, wasOpen: ws != null });
   }
 
   /** Drops the connection as if the network failed, then reconnects (for demos and tests). */
@@ -249,6 +249,7 @@ export class EdgewsClient {
 
   _onDisconnect(code, reason) {
     this._clearTimers();
+    const wasOpen = this.state === State.OPEN;
     // Requests on the wire have no reply coming. Those worth keeping go back
     // to the front of the queue (at-least-once: the server may have acted on
     // them); the rest reject.
@@ -257,6 +258,7 @@ export class EdgewsClient {
     for (const p of inflight) {
       if (this.options.resendUnacked && QUEUEABLE.has(p.msg.type) && !p.internal) {
         p.sent = false;
+        clearTimeout(p.timer); // the reply timeout starts again when it is resent
         requeue.push(p);
       } else {
         this._settle(p, new EdgewsError("disconnected", "the connection closed before the reply"));
@@ -275,11 +277,11 @@ export class EdgewsClient {
       this._failAll(fatal ? "unauthorized" : "closed", `closed with ${code} ${reason}`);
       this._rejectConnectWaiters(new EdgewsError(fatal ? "unauthorized" : "closed", `closed with ${code} ${reason}`));
       this._setState(State.CLOSED);
-      this._emit("close", { code, reason, reconnecting: false, byClient: false });
+      this._emit("close", { code, reason, reconnecting: false, byClient: false, wasOpen });
       return;
     }
     const delay = this._scheduleReconnect(hint, code === CLOSE_RATE_LIMIT);
-    this._emit("close", { code, reason, reconnecting: true, delayMs: delay, byClient: false });
+    this._emit("close", { code, reason, reconnecting: true, delayMs: delay, byClient: false, wasOpen });
   }
 
   /** Schedules the next attempt; returns its delay in ms. */
