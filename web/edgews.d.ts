@@ -40,7 +40,7 @@ export interface Welcome {
   limits: Record<string, Json>;
 }
 
-export interface Ack { type: "ack"; id: number; [field: string]: Json | undefined }
+export interface Ack { type: "ack"; id: number; [field: string]: unknown }
 export interface JoinAck extends Ack { room: string; members: number; recovered?: boolean; reason?: string }
 export interface WhoAck extends Ack { room: string; count: number; members: Member[]; next: string | number | null }
 
@@ -95,7 +95,7 @@ export interface EventMap {
   error: EdgewsError;
   close: CloseEvent;
   /** Every server message, including types this version does not know. */
-  event: { type: string; [field: string]: Json | undefined };
+  event: { type: string; [field: string]: unknown };
 }
 
 export interface ClientOptions {

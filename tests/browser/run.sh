@@ -7,7 +7,8 @@
 # target/browser/.
 #
 # Needs Debian's chromium and Node.js with npm; installs playwright-core
-# (the driver only, no bundled browser) from package-lock.json when missing.
+# (the driver only, no bundled browser) and typescript (to check edgews.d.ts)
+# from package-lock.json when missing.
 #   tests/browser/run.sh            # build and test
 #   tests/browser/run.sh --no-build # use the existing target/debug/edgews
 set -euo pipefail
@@ -26,11 +27,13 @@ done
 command -v "${CHROMIUM:-/usr/bin/chromium}" >/dev/null \
   || { echo "chromium is missing: apt-get install -y chromium" >&2; exit 1; }
 command -v node >/dev/null || { echo "node is missing: apt-get install -y nodejs npm" >&2; exit 1; }
-if [ ! -d "$here/node_modules/playwright-core" ]; then
+if [ ! -d "$here/node_modules/playwright-core" ] || [ ! -x "$here/node_modules/.bin/tsc" ]; then
   (cd "$here" && npm ci --no-audit --no-fund)
 fi
 
-# The client library's own logic first: Node only, mocked timers, a second.
+# The client library first: its declarations type-check against a use of
+# the documented API, and its logic passes in Node (mocked timers, a second).
+"$here/node_modules/.bin/tsc" -p "$here"
 node --test "$here/client.test.mjs"
 
 if [ "$build" = 1 ]; then
