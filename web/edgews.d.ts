@@ -40,7 +40,14 @@ export interface Welcome {
   limits: Record<string, Json>;
 }
 
-export interface Ack { type: "ack"; id: number; [field: string]: unknown }
+export interface Ack {
+  type: "ack";
+  /** The request's id; null for a `leave` settled locally while reconnecting. */
+  id: number | null;
+  /** True when the client settled the request itself (see `leave`). */
+  local?: true;
+  [field: string]: unknown;
+}
 export interface JoinAck extends Ack { room: string; members: number; recovered?: boolean; reason?: string }
 export interface WhoAck extends Ack { room: string; count: number; members: Member[]; next: string | number | null }
 

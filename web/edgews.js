@@ -333,7 +333,7 @@ export class EdgewsClient {
       return;
     }
     if (!msg || typeof msg !== "object") return;
-    this._armPing();
+    this._onReceive();
     switch (msg.type) {
       case "welcome":
         return this._onWelcome(msg);
@@ -483,9 +483,16 @@ export class EdgewsClient {
     return ack;
   }
 
-  /** Leaves `room`; it is no longer rejoined on reconnect. */
+  /**
+   * Leaves `room`; it is no longer rejoined on reconnect. While
+   * disconnected this settles at once (the server dropped the membership
+   * with the connection) and nothing is sent.
+   */
   leave(room) {
-    this._rooms.delete(room);
+    const known = this._rooms.delete(room);
+    if (known && this.state === State.RECONNECTING) {
+      return Promise.resolve({ type: "ack", id: null, room, local: true });
+    }
     return this._request({ type: "leave", room });
   }
 
@@ -541,13 +548,23 @@ export class EdgewsClient {
 
   // Browsers answer server pings but never show them to JavaScript, so a
   // half-open connection (laptop lid, NAT timeout) is only found by asking.
-  _armPing() {
+  // Each frame only records the time; one timer per interval does the rest.
+  _onReceive() {
+    this._lastRx = Date.now();
+    if (this._timers.pingTimeout) {
+      clearTimeout(this._timers.pingTimeout);
+      this._timers.pingTimeout = null;
+    }
+    if (!this._timers.ping && this.options.pingIntervalMs) this._armPing(this.options.pingIntervalMs);
+  }
+
+  _armPing(wait) {
     const o = this.options;
-    if (!o.pingIntervalMs) return;
-    clearTimeout(this._timers.ping);
-    clearTimeout(this._timers.pingTimeout);
     this._timers.ping = setTimeout(() => {
+      this._timers.ping = null;
       if (!this._ws || !this._welcomed) return;
+      const quiet = Date.now() - this._lastRx;
+      if (quiet < o.pingIntervalMs) return this._armPing(o.pingIntervalMs - quiet);
       this._ws.send(JSON.stringify({ type: "ping" }));
       this._timers.pingTimeout = setTimeout(() => {
         const ws = this._ws;
@@ -557,7 +574,7 @@ export class EdgewsClient {
         ws.close();
         this._onDisconnect(1006, "no reply to ping");
       }, o.pingTimeoutMs);
-    }, o.pingIntervalMs);
+    }, wait);
   }
 
   _scheduleRefresh(welcome) {

@@ -52,7 +52,7 @@ const last = () => FakeSocket.all.at(-1);
 let random;
 beforeEach(() => {
   FakeSocket.all = [];
-  mock.timers.enable({ apis: ["setTimeout"] });
+  mock.timers.enable({ apis: ["setTimeout", "Date"] });
   random = 0.5;
   mock.method(Math, "random", () => random);
 });
@@ -312,6 +312,36 @@ test("the token is refreshed before it expires when it comes from a function", a
   await flush();
   const refresh = last().take("refresh");
   assert.equal(refresh.token, "T2");
+});
+
+test("a steady stream of messages means no pings; pings start after pingIntervalMs of silence", async () => {
+  const c = client({ pingIntervalMs: 1000, pingTimeoutMs: 500 });
+  await connected(c);
+  const ws = last();
+  for (let i = 0; i < 10; i++) {
+    mock.timers.tick(400);
+    ws.deliver({ type: "event_of_some_kind" });
+  }
+  assert.deepEqual(ws.sent, [], "no ping while messages keep arriving");
+  mock.timers.tick(1000);
+  assert.deepEqual(ws.sent, [{ type: "ping" }]);
+});
+
+test("leave while reconnecting settles locally and the room is not rejoined", async () => {
+  const c = client();
+  await connected(c);
+  const j = c.join("r");
+  last().ack(last().take("join"), { room: "r", members: 1 });
+  await j;
+  last().drop();
+  const ack = await c.leave("r");
+  assert.equal(ack.local, true);
+  mock.timers.tick(60_000);
+  await flush();
+  last().welcome();
+  await flush();
+  assert.deepEqual(last().sent, []);
+  assert.equal(c.state, State.OPEN);
 });
 
 test("server errors without an id and unknown event types reach the app", async () => {
