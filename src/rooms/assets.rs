@@ -75,7 +75,10 @@ mod tests {
             .contains("export class EdgewsClient"));
         assert!(asset("/edgews.d.ts").is_some());
         assert!(asset("/app.js").is_some());
-        assert_eq!(asset("/style.css").map(|a| a.0), Some("text/css; charset=utf-8"));
+        assert_eq!(
+            asset("/style.css").map(|a| a.0),
+            Some("text/css; charset=utf-8")
+        );
         assert_eq!(paths().count(), 5);
     }
 
