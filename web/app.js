@@ -288,6 +288,7 @@ function open(key) {
   if (c) c.unread = 0;
   $("conv-title").textContent = c ? c.title : "Join a room to start";
   $("leave").hidden = !c;
+  $("leave").textContent = c?.kind === "dm" ? "close" : "leave";
   $("send-text").disabled = $("send-button").disabled = !c;
   $("send-text").placeholder = c ? `Message ${c.title}` : "Message";
   renderLists();
@@ -360,6 +361,9 @@ function renderMembers() {
     const li = el("li");
     li.append(btn);
     list.append(li);
+  }
+  if (c.count > members.length) {
+    list.append(el("li", { className: "more muted small", textContent: `and ${c.count - members.length} more` }));
   }
 }
 

@@ -24,7 +24,7 @@
 //     replay to Bob what he was not there for); then Alice reconnects,
 //     rejoins, and her queued messages are delivered: Bob sees each exactly
 //     once and in order, the private one too, and both pages report the
-//     rejoin with `recovered:false`.
+//     rejoin with `recovered:false`; Alice's `away` status is restored.
 //  7. Bob's "drop connection" button cuts his connection; the page
 //     reconnects and a message sent right after arrives.
 import { spawn } from "node:child_process";
@@ -57,6 +57,7 @@ const base = `http://127.0.0.1:${port}`;
 let server = null;
 let browser = null;
 let step = "start";
+const pageErrors = []; // uncaught exceptions in the pages: any one fails the test
 
 function log(msg) {
   step = msg;
@@ -118,7 +119,10 @@ function check(cond, what) {
 async function login(name) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
   const page = await context.newPage();
-  page.on("pageerror", (err) => console.error(`[${name} page error] ${err.message}`));
+  page.on("pageerror", (err) => {
+    console.error(`[${name} page error] ${err.message}`);
+    pageErrors.push(`${name}: ${err.message}`);
+  });
   page.on("console", (m) => {
     if (m.type() === "error") console.error(`[${name} console] ${m.text()}`);
   });
@@ -337,6 +341,12 @@ try {
   await bob.page.waitForFunction(() => document.getElementById("member-count").textContent === "2", null, {
     timeout: WAIT_MS,
   });
+  log("Alice's status (away) came back with her");
+  await bob.page.waitForFunction(
+    () => document.querySelector('#member-list button[data-user="alice"] .status')?.textContent === "away",
+    null,
+    { timeout: WAIT_MS },
+  );
 
   log("Bob's connection is cut; the page recovers");
   const before = bob.handshakes.length;
@@ -353,6 +363,7 @@ try {
   await bob.page.screenshot({ path: join(ARTIFACTS, "chat-phone.png") });
   await alice.page.screenshot({ path: join(ARTIFACTS, "chat-alice.png") });
 
+  check(pageErrors.length === 0, `no uncaught exception in the pages: ${pageErrors.join("; ")}`);
   console.log("PASS: browser chat test");
 } catch (err) {
   console.error(`FAIL at "${step}": ${err.stack ?? err}`);
