@@ -302,6 +302,12 @@ impl RoomHandler {
         }
     }
 
+    /// Whether a room of `members` users gets `user_joined`/`user_left`.
+    fn member_events(&self, members: usize) -> bool {
+        let max = self.shared.cfg.member_events_max_room_size;
+        max == 0 || members <= max
+    }
+
     fn not_in_room(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
         let msg = format!("join `{}` first", clip(room));
         self.error(conn, id, ErrorCode::NotInRoom, &msg);
@@ -378,7 +384,7 @@ impl RoomHandler {
         };
         conn.subscribe(room);
         conn.data_mut().rooms.push(joined.room.clone());
-        if joined.first {
+        if joined.first && self.member_events(joined.members) {
             let text = self
                 .event
                 .start("user_joined", None)
@@ -418,7 +424,7 @@ impl RoomHandler {
     fn left(&mut self, conn: &mut C<'_, '_>, room: &Arc<super::directory::Room>) -> u64 {
         let user = conn.data().user.clone().expect("authenticated");
         let (last, members) = self.shared.dir.leave(&user, room);
-        if last {
+        if last && self.member_events(members + 1) {
             let text = self
                 .event
                 .start("user_left", None)
@@ -588,12 +594,15 @@ impl Handler for RoomHandler {
     fn on_message(&mut self, conn: &mut Conn<'_, Session>, msg: Message<'_>) {
         let Message::Text(text) = msg else {
             self.metrics().invalid.inc();
-            return self.error(
-                conn,
-                None,
-                ErrorCode::BadRequest,
-                "binary messages are not part of the protocol: send JSON text",
-            );
+            if !self.rate_limited(conn, None, self.now_ms()) {
+                self.error(
+                    conn,
+                    None,
+                    ErrorCode::BadRequest,
+                    "binary messages are not part of the protocol: send JSON text",
+                );
+            }
+            return;
         };
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut buffers = std::mem::take(&mut self.buffers);
