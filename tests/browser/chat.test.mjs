@@ -1,7 +1,7 @@
 // The demo page and edgews.js in a real browser (Debian's chromium, driven by
 // playwright-core) against the real `edgews serve` binary. Run by run.sh,
 // which builds the binary and passes:
-//   EDGEWS_BIN   the edgews binary
+//   SERVER_BIN   the edgews binary
 //   WORK_DIR     an empty directory: the server's working directory (its dev
 //                secret file lands there, so a restarted server accepts the
 //                same tokens)
@@ -33,7 +33,7 @@ import { mkdirSync, createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-const BIN = need("EDGEWS_BIN");
+const BIN = need("SERVER_BIN");
 const WORK_DIR = need("WORK_DIR");
 const ARTIFACTS = need("ARTIFACTS");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -80,7 +80,7 @@ async function startServer() {
   const child = spawn(BIN, ["serve", "--listen", `127.0.0.1:${port}`], {
     cwd: WORK_DIR,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info" },
+    env: serverEnv(),
   });
   child.stdout.pipe(out);
   child.stderr.pipe(out);
@@ -97,6 +97,15 @@ async function startServer() {
     if (Date.now() > until) throw new Error("edgews serve did not answer /healthz in time");
     await sleep(100);
   }
+}
+
+// The server reads EDGEWS_* variables as configuration (an unknown one is an
+// error): it gets none from this environment but its log level, so the
+// test runs on defaults plus the flags above.
+function serverEnv() {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("EDGEWS_")));
+  env.EDGEWS_LOG = process.env.EDGEWS_LOG ?? "info";
+  return env;
 }
 
 async function stopServer(signal) {

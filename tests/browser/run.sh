@@ -39,7 +39,7 @@ node --test "$here/client.test.mjs"
 if [ "$build" = 1 ]; then
   cargo build --bin edgews
 fi
-bin="${EDGEWS_BIN:-$root/target/debug/edgews}"
+bin="${SERVER_BIN:-$root/target/debug/edgews}"
 
 artifacts="$root/target/browser"
 rm -rf "$artifacts"
@@ -47,4 +47,4 @@ mkdir -p "$artifacts"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-EDGEWS_BIN="$bin" WORK_DIR="$work" ARTIFACTS="$artifacts" node "$here/chat.test.mjs"
+SERVER_BIN="$bin" WORK_DIR="$work" ARTIFACTS="$artifacts" node "$here/chat.test.mjs"
