@@ -661,7 +661,10 @@ impl Handler for RoomHandler {
                 None => HttpResponse::text(503, "starting\n"),
             },
             "/dev/token" if self.shared.dev_tokens.load(Ordering::Relaxed) => self.dev_token(query),
-            _ => HttpResponse::not_found(),
+            _ => match super::assets::asset(path) {
+                Some((ty, body)) => HttpResponse::with_type(200, ty, body.to_vec()),
+                None => HttpResponse::not_found(),
+            },
         }
     }
 }
