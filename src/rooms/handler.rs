@@ -662,7 +662,9 @@ impl Handler for RoomHandler {
             },
             "/dev/token" if self.shared.dev_tokens.load(Ordering::Relaxed) => self.dev_token(query),
             _ => match super::assets::asset(path) {
-                Some((ty, body)) => HttpResponse::with_type(200, ty, body.to_vec()),
+                // no-cache: a browser revalidates, so a new binary's page is seen at once.
+                Some((ty, body)) => HttpResponse::with_type(200, ty, body.to_vec())
+                    .header("Cache-Control", "no-cache"),
                 None => HttpResponse::not_found(),
             },
         }
