@@ -670,7 +670,12 @@ impl Handler for RoomHandler {
                 None => HttpResponse::text(503, "starting\n"),
             },
             "/dev/token" if self.shared.dev_tokens.load(Ordering::Relaxed) => self.dev_token(query),
-            _ => HttpResponse::not_found(),
+            _ => match super::assets::asset(path) {
+                // no-cache: a browser revalidates, so a new binary's page is seen at once.
+                Some((ty, body)) => HttpResponse::with_type(200, ty, body.to_vec())
+                    .header("Cache-Control", "no-cache"),
+                None => HttpResponse::not_found(),
+            },
         }
     }
 }
