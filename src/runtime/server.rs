@@ -51,6 +51,7 @@ impl<H: Handler> Server<H> {
     /// [`Server::run`]. Binding to port 0 picks a free port for all workers.
     pub fn bind(config: Config, mut factory: impl FnMut(usize) -> H) -> Result<Self, Error> {
         config.validate()?;
+        super::memory::tune_allocator();
         let admin = config
             .admin_listen
             .map(crate::http::admin::bind)
