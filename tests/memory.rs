@@ -4,8 +4,9 @@
 //! budget holds against many connections with large partial messages, and
 //! a bystander keeps echoing meanwhile.
 //!
-//! `EDGEWS_BIN=target/release/edgews cargo test --test memory -- --ignored --nocapture`
-//! runs the latency measurement against a release build.
+//! `EDGEWS_BIN=target/release/edgews EDGEWS_SERVER_CPU=0 taskset -c 1 cargo test --test memory -- --ignored --nocapture`
+//! runs the latency measurement against a release build, the server on core 0
+//! and the clients on core 1.
 
 mod common;
 
@@ -32,7 +33,16 @@ impl Proc {
         let addr = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port");
-        let child = Command::new(bin)
+        // EDGEWS_SERVER_CPU=0 pins the server to core 0 (for measurements).
+        let mut cmd = match std::env::var("EDGEWS_SERVER_CPU") {
+            Ok(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu, &bin]);
+                c
+            }
+            Err(_) => Command::new(&bin),
+        };
+        let child = cmd
             .arg("echo")
             .args([
                 "--listen",
@@ -131,10 +141,10 @@ fn memory_comes_back_after_large_messages_and_bombs() {
     raw.frame_rsv1(true, true, OpCode::Binary, &bomb);
     assert_eq!(raw.expect_close().0, 1009);
     drop(raw);
-    // A compressed 8 MiB message, inflated over several turns (and
+    // A compressed 4 MiB message, inflated over several turns (and
     // compressed again for the echo).
     let (mut raw, _) = Raw::connect_with(p.addr, &DEFLATE);
-    raw.frame_rsv1(true, true, OpCode::Binary, &zeros_compressed(8 << 20));
+    raw.frame_rsv1(true, true, OpCode::Binary, &zeros_compressed(4 << 20));
     match raw.next() {
         Got::Compressed(z) => assert!(z.len() < 1 << 20, "echo compressed"),
         other => panic!("expected the compressed echo, got {other:?}"),
@@ -300,4 +310,43 @@ fn bystander_latency_while_bombs_inflate() {
         rtts[rtts.len() - 1]
     );
     assert!(bombs > 0 && rtts.len() > 100);
+}
+
+/// Messages that inflate past one slice, on several connections at once in
+/// shared mode (one worker): each is finished over several turns, the
+/// messages that came behind them in the same write follow in order, and a
+/// small compressed message on another connection is answered meanwhile.
+#[test]
+fn large_inflations_interleave_and_keep_message_order() {
+    use edgews::runtime::Compression;
+    let server =
+        common::TestServer::echo(common::config().workers(1).compression(Compression::Shared));
+    // 3 MiB: three slices each (kept small: the echo is compressed again by a debug build).
+    let big: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8 & 0x0f).collect();
+    let mut z = Vec::new();
+    Deflater::new(15, true).compress(&big, &mut z);
+    let mut conns: Vec<Raw> = (0..3)
+        .map(|_| Raw::connect_with(server.addr, &DEFLATE).0)
+        .collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        // The big message and a small one behind it, in one write.
+        let mut out = Vec::new();
+        let mut enc = edgews::protocol::Encoder::<edgews::protocol::Client>::new();
+        enc.frame_with(&mut out, true, true, OpCode::Binary, &z);
+        enc.frame(&mut out, OpCode::Text, format!("after {i}").as_bytes());
+        c.send_raw(&out);
+    }
+    let (mut small, _) = Raw::connect_with(server.addr, &DEFLATE);
+    echo(&mut small, "meanwhile");
+    for (i, c) in conns.iter_mut().enumerate() {
+        let mut plain = Vec::new();
+        match c.next() {
+            Got::Compressed(back) => edgews::protocol::deflate::Inflater::new(15, true)
+                .inflate(&back, &mut plain, big.len())
+                .expect("valid echo"),
+            other => panic!("expected the compressed echo, got {other:?}"),
+        }
+        assert!(plain == big, "connection {i}: echo differs");
+        assert_eq!(c.next(), Got::Text(format!("after {i}")));
+    }
 }

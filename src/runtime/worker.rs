@@ -811,6 +811,14 @@ impl<H: Handler> Worker<H> {
         if let Some(job) = self.inflating.remove(&key) {
             self.uncharge(job.charged);
             self.note_freed(job.charged);
+            // Its input was paused for the job: read on (to see the peer's close).
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.core.has(flag::READ_PENDING))
+            {
+                self.resume.push(key);
+            }
         }
         if let Some(c) = self.charged.remove(&key) {
             self.uncharge(c);
@@ -861,6 +869,13 @@ impl<H: Handler> Worker<H> {
                 drop(job);
                 if self.conns.contains(key) && !rest.is_empty() {
                     self.input(key, &mut rest);
+                }
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.core.has(flag::READ_PENDING))
+                {
+                    self.resume.push(key);
                 }
                 continue;
             }
