@@ -33,10 +33,11 @@ pub(crate) struct Inflation {
 }
 
 impl Inflation {
-    /// Heap bytes this message holds.
+    /// Heap bytes this message holds (of its output buffer, what is used:
+    /// the buffer may be the worker's reused one, with more capacity).
     pub fn bytes(&self) -> usize {
         self.input.capacity()
-            + self.out.capacity()
+            + self.out.len()
             + self.rest.capacity()
             + self.own.as_ref().map_or(0, |_| INFLATER_BYTES)
     }

@@ -51,12 +51,10 @@ const READS_PER_TURN: usize = 4;
 /// The most connections a worker reserves table space for at start (the
 /// tables grow past it if needed).
 const MAX_RESERVED_CONNECTIONS: usize = 1 << 21;
-/// The buffer inflated messages land in is freed after use past this size.
-const INFLATED_KEEP_BYTES: usize = 1 << 20;
 /// Freeing a buffer at least this big counts towards handing memory back.
 const BIG_FREE_BYTES: usize = 64 << 10;
 /// Once this much was freed in big buffers, the worker hands free memory
-/// back to the system [`TRIM_DELAY_MS`] later (batching the bursts).
+/// back to the system [`TRIM_DELAY_MS`] after the last big free.
 const TRIM_AFTER_FREED_BYTES: usize = 256 << 10;
 const TRIM_DELAY_MS: Millis = 500;
 
@@ -698,9 +696,6 @@ impl<H: Handler> Worker<H> {
                             return;
                         }
                     }
-                    if inflated.capacity() > INFLATED_KEEP_BYTES {
-                        *inflated = Vec::new();
-                    }
                 }
                 Event::Ping(payload) => {
                     ctx.stats.frame_in(OpCode::Ping);
@@ -811,6 +806,7 @@ impl<H: Handler> Worker<H> {
         if let Some(job) = self.inflating.remove(&key) {
             self.uncharge(job.charged);
             self.note_freed(job.charged);
+            self.recycle(job);
             // Its input was paused for the job: read on (to see the peer's close).
             if self
                 .conns
@@ -866,7 +862,7 @@ impl<H: Handler> Worker<H> {
                 // followed it may hold the peer's close frame.
                 self.note_freed(job.charged);
                 let mut rest = std::mem::take(&mut job.rest);
-                drop(job);
+                self.recycle(job);
                 if self.conns.contains(key) && !rest.is_empty() {
                     self.input(key, &mut rest);
                 }
@@ -911,7 +907,7 @@ impl<H: Handler> Worker<H> {
                 Err(e) => {
                     self.uncharge(job.charged);
                     self.note_freed(job.charged);
-                    drop(job);
+                    self.recycle(job);
                     self.fail(key, &e);
                 }
             }
@@ -944,10 +940,13 @@ impl<H: Handler> Worker<H> {
                 let Connection { core, data, .. } = conn;
                 deliver(handler, key, core, data, ctx, true, msg);
             }
-            Err(e) => return self.fail(key, &e),
+            Err(e) => {
+                self.recycle(job);
+                return self.fail(key, &e);
+            }
         }
         let mut rest = std::mem::take(&mut job.rest);
-        drop(job);
+        self.recycle(job);
         self.settle();
         if !rest.is_empty() && self.conns.contains(key) {
             self.input(key, &mut rest);
@@ -962,13 +961,28 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Notes freed big buffers; memory is handed back a little later.
+    /// Keeps the output buffer of a finished inflation as the worker's
+    /// inflate buffer when it is the larger one: its pages are already
+    /// mapped, so the next large message (or bomb) does not page-fault its
+    /// way through 16 MiB again. It goes back to the system with the rest
+    /// once the worker has been quiet for [`TRIM_DELAY_MS`].
+    fn recycle(&mut self, job: Box<Inflation>) {
+        let mut out = job.out;
+        if out.capacity() > self.inflated.capacity() {
+            out.clear();
+            self.inflated = out;
+        }
+    }
+
+    /// Notes freed big buffers: memory is handed back [`TRIM_DELAY_MS`]
+    /// after the last of them (so a steady stream of large messages reuses
+    /// the same memory instead of faulting it in again and again).
     fn note_freed(&mut self, bytes: usize) {
         if bytes < BIG_FREE_BYTES {
             return;
         }
         self.freed += bytes;
-        if self.freed >= TRIM_AFTER_FREED_BYTES && self.trim_at.is_none() {
+        if self.freed >= TRIM_AFTER_FREED_BYTES {
             self.trim_at = Some(self.ctx.now + TRIM_DELAY_MS);
         }
     }

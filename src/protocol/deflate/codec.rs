@@ -153,13 +153,18 @@ impl Inflater {
             if out.len() >= stop {
                 return Ok(false);
             }
-            if out.len() == out.capacity() {
-                let room = limit - (out.len() - start) + 1;
-                // Doubling, but within the slice, so one call does not
-                // inflate much more than asked.
-                let grow = (out.len() - start).max(4096).min(room).min(slice.max(4096));
-                out.reserve_exact(grow);
+            // Room for doubling the output, within the limit (plus one byte,
+            // to notice a message that passes it) and within the slice. The
+            // room is zeroed and handed to zlib as a slice, so a call never
+            // writes more than that, whatever the buffer's spare capacity (a
+            // reused buffer may have a lot).
+            let len = out.len();
+            let room = limit - (len - start) + 1;
+            let want = (len - start).max(4096).min(room).min(stop - len);
+            if out.capacity() - len < want {
+                out.reserve_exact(want);
             }
+            out.resize(len + want, 0);
             let input = if p.tail_fed {
                 &TAIL[p.consumed..]
             } else {
@@ -168,12 +173,13 @@ impl Inflater {
             let (in_before, out_before) = (self.zlib.total_in(), self.zlib.total_out());
             let status = self
                 .zlib
-                .decompress_vec(input, out, FlushDecompress::Sync)
-                .map_err(|_| ProtocolError::inflate_failed())?;
+                .decompress(input, &mut out[len..], FlushDecompress::Sync);
             let used = (self.zlib.total_in() - in_before) as usize;
+            let produced = (self.zlib.total_out() - out_before) as usize;
+            out.truncate(len + produced);
+            let status = status.map_err(|_| ProtocolError::inflate_failed())?;
             p.consumed += used;
             let input_left = input.len() - used;
-            let produced = self.zlib.total_out() - out_before;
             if out.len() - start > limit {
                 return Err(ProtocolError::message_too_large(limit));
             }
@@ -185,7 +191,7 @@ impl Inflater {
                 self.zlib.reset(false);
                 return Ok(true);
             }
-            let room_left = out.len() < out.capacity();
+            let room_left = produced < want;
             if input_left == 0 && room_left {
                 if p.tail_fed {
                     break;
@@ -388,7 +394,9 @@ mod tests {
         let mut z = Vec::new();
         Deflater::new(15, true).compress(&data, &mut z);
         let mut i = Inflater::new(15, true);
-        let (mut p, mut out, mut calls) = (InflateProgress::default(), Vec::new(), 0);
+        // A reused buffer with room for everything: slices stay slices.
+        let (mut p, mut out, mut calls) =
+            (InflateProgress::default(), Vec::with_capacity(8 << 20), 0);
         while !i
             .inflate_some(&mut p, &z, &mut out, data.len(), 256 << 10)
             .unwrap()
