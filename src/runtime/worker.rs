@@ -806,7 +806,7 @@ impl<H: Handler> Worker<H> {
         if let Some(job) = self.inflating.remove(&key) {
             self.uncharge(job.charged);
             self.note_freed(job.charged);
-            self.recycle(job);
+            self.recycle(job.out);
             // Its input was paused for the job: read on (to see the peer's close).
             if self
                 .conns
@@ -862,7 +862,7 @@ impl<H: Handler> Worker<H> {
                 // followed it may hold the peer's close frame.
                 self.note_freed(job.charged);
                 let mut rest = std::mem::take(&mut job.rest);
-                self.recycle(job);
+                self.recycle(job.out);
                 if self.conns.contains(key) && !rest.is_empty() {
                     self.input(key, &mut rest);
                 }
@@ -902,12 +902,12 @@ impl<H: Handler> Worker<H> {
                 Ok(true) => {
                     self.uncharge(job.charged);
                     self.note_freed(job.charged);
-                    self.finish_inflation(key, job);
+                    self.finish_inflation(key, *job);
                 }
                 Err(e) => {
                     self.uncharge(job.charged);
                     self.note_freed(job.charged);
-                    self.recycle(job);
+                    self.recycle(job.out);
                     self.fail(key, &e);
                 }
             }
@@ -918,7 +918,7 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Delivers an inflated message, then decodes what followed it.
-    fn finish_inflation(&mut self, key: usize, mut job: Box<Inflation>) {
+    fn finish_inflation(&mut self, key: usize, mut job: Inflation) {
         let msg = if job.binary {
             Ok(Message::Binary(&job.out))
         } else {
@@ -941,12 +941,12 @@ impl<H: Handler> Worker<H> {
                 deliver(handler, key, core, data, ctx, true, msg);
             }
             Err(e) => {
-                self.recycle(job);
+                self.recycle(job.out);
                 return self.fail(key, &e);
             }
         }
         let mut rest = std::mem::take(&mut job.rest);
-        self.recycle(job);
+        self.recycle(job.out);
         self.settle();
         if !rest.is_empty() && self.conns.contains(key) {
             self.input(key, &mut rest);
@@ -966,8 +966,7 @@ impl<H: Handler> Worker<H> {
     /// mapped, so the next large message (or bomb) does not page-fault its
     /// way through 16 MiB again. It goes back to the system with the rest
     /// once the worker has been quiet for [`TRIM_DELAY_MS`].
-    fn recycle(&mut self, job: Box<Inflation>) {
-        let mut out = job.out;
+    fn recycle(&mut self, mut out: Vec<u8>) {
         if out.capacity() > self.inflated.capacity() {
             out.clear();
             self.inflated = out;
