@@ -4,6 +4,7 @@
 #
 #   benches/compare.sh [--rounds N] [--duration SECS] [--servers "edgews tungstenite ..."]
 #                      [--scenarios "echo100 echo1000 ..."] [--out FILE] [--baseline BINARY]
+#                      [--no-build]
 #
 # Servers: edgews, tungstenite (tokio-tungstenite), fastwebsockets, uws
 # (uWebSockets.js from the npm package uwebsockets@3.0.6), and with
@@ -24,7 +25,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-rounds=3 duration=5 out="" servers="edgews tungstenite fastwebsockets uws" baseline=""
+rounds=3 duration=5 out="" servers="edgews tungstenite fastwebsockets uws" baseline="" build=1
 scenarios="echo100 echo1000 echo100x16 fanout1000"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,13 +35,14 @@ while [ $# -gt 0 ]; do
     --scenarios) scenarios="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --baseline) baseline="$(realpath "$2")"; shift 2 ;;
+    --no-build) build=0; shift ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 echo "building edgews and the peers..." >&2
-(cd "$root" && cargo build --release --quiet --bin edgews --bin edgews-load)
+[ "$build" = 0 ] || (cd "$root" && cargo build --release --quiet --bin edgews --bin edgews-load)
 case " $servers " in
   *" tungstenite "*|*" fastwebsockets "*) "$here/peers/build.sh" >/dev/null ;;
   *" uws "*) (cd "$here/peers/uws" && { [ -d node_modules/uwebsockets ] || npm ci --no-audit --no-fund >&2; }) ;;
