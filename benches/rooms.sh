@@ -19,8 +19,11 @@
 #            + `rooms-idle`, authenticated and joined to one room (own room,
 #            and rooms of 100): server RSS per connection.
 #
-# The room server is examples/rooms_bench.rs (the room server with one
-# worker, no rate limit, no per-IP limit, no pings, a known HS256 secret).
+# The room server is `edgews serve` with one worker and its limits opened
+# for load: no rate limit, no per-IP limit, no pings or idle timeout (the
+# generator does not answer pings), 60 s to authenticate (15,000 set-ups on
+# a busy machine can take longer than the default 5 s), a known HS256
+# secret (--set flags).
 # Servers run on core 0 (taskset -c 0), the load generator on core 1;
 # loopback only; every run is bounded in time. Prints medians and ratios
 # rooms/raw; raw results go to --out (JSON lines).
@@ -41,9 +44,8 @@ while [ $# -gt 0 ]; do
 done
 
 echo "building (release)..." >&2
-(cd "$root" && cargo build --release --quiet --bin edgews --bin edgews-load --example rooms_bench)
+(cd "$root" && cargo build --release --quiet --bin edgews --bin edgews-load)
 edgews="$root/target/release/edgews"
-rooms="$root/target/release/examples/rooms_bench"
 load="$root/target/release/edgews-load"
 secret="rooms-bench-$$-secret"
 hard=$(ulimit -Hn)
@@ -79,7 +81,11 @@ run() {
       --listen "127.0.0.1:$port" >/dev/null 2>&1 &
     url="ws://127.0.0.1:$port/"
   else
-    taskset -c 0 "$rooms" "127.0.0.1:$port" "$secret" >/dev/null 2>&1 &
+    taskset -c 0 "$edgews" serve --workers 1 --listen "127.0.0.1:$port" \
+      --set max_connections=100000 --set max_connections_per_ip=0 \
+      --set rate_limit.messages_per_sec=0 --set ping_interval_secs=0 \
+      --set idle_timeout_secs=0 --set auth_timeout_secs=60 \
+      --set auth.hs256_secret="$secret" >/dev/null 2>&1 &
     url="ws://127.0.0.1:$port/ws"
   fi
   pid=$!
@@ -168,6 +174,24 @@ if "density" in cells:
         if k:
             print(f"| {label} | {f(c)} | {f(b)} B | {k} |")
     print()
+# Same-round ratios (raw and rooms ran back to back): the median of those
+# is less exposed to the machine's drift over the run than a ratio of medians.
+def round_ratios(cell, field, invert=False):
+    out = []
+    for rnd in sorted({r["round"] for r in rows}):
+        get = lambda side: next((r["result"].get(field) for r in rows
+                                 if r["round"] == rnd and r["cell"] == cell and r["side"] == side), None)
+        a, b = get("rooms"), get("raw")
+        if a and b:
+            out.append(b / a if invert else a / b)
+    return out
+for cell, field, invert, label in (
+        ("fanout", "delivered_per_s", False, "fan-out deliveries/s, rooms/raw"),
+        ("fanout", "msgs_per_server_cpu_s", False, "fan-out deliveries per server CPU-s, rooms/raw"),
+        ("echo", "msgs_per_server_cpu_s", True, "request path server CPU per message, rooms/raw")):
+    rs = round_ratios(cell, field, invert)
+    if rs:
+        print(f"{label}: per round {', '.join(f'{x:.2f}' for x in rs)}; median {statistics.median(rs):.2f}")
 failed = [r for r in rows if not r["result"]]
 print(f"{len(rows)} runs ({len(failed)} failed), raw results in {sys.argv[1]}")
 PY

@@ -748,7 +748,9 @@ fn run_idle(
     }
     r.set("failed", shared.failed.load(Ordering::Acquire));
     r.print(common.json);
-    // The connections stay open until the hold time is over.
+    // Hold the connections for the duration, then let the threads go.
+    thread::sleep(Duration::from_secs_f64(common.duration.max(0.0)));
+    shared.start_ns.store(1, Ordering::Release);
     let mut why = None;
     for t in threads {
         if let Ok(Ok(Some(r))) = t.join() {
