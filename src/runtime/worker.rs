@@ -801,8 +801,10 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// The connection leaves `Open`: leave its rooms, then tell the handler.
-    /// Runs at most once per connection, whatever path closes it.
+    /// The connection leaves `Open`: tell the handler (it can still list
+    /// the connection's rooms, and nothing it publishes reaches this
+    /// connection), then leave its rooms. Runs at most once per connection,
+    /// whatever path closes it.
     fn leave_open(&mut self, key: usize, code: CloseCode, reason: &str, by_peer: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -811,18 +813,18 @@ impl<H: Handler> Worker<H> {
             return;
         }
         conn.core.set(flag::CLOSE_NOTIFIED);
-        self.ctx.rooms.leave_all(key as u32);
-        self.ctx.stats.rooms.set(self.ctx.rooms.len() as u64);
-        self.ctx
-            .stats
-            .subscriptions
-            .set(self.ctx.rooms.subscriptions() as u64);
         let info = CloseInfo {
             code,
             reason,
             by_peer,
         };
         self.with_conn(key, |h, c| h.on_close(c, info));
+        self.ctx.rooms.leave_all(key as u32);
+        self.ctx.stats.rooms.set(self.ctx.rooms.len() as u64);
+        self.ctx
+            .stats
+            .subscriptions
+            .set(self.ctx.rooms.subscriptions() as u64);
     }
 
     /// Runs `f` with the handler and a [`Conn`] for `key` (if it has data).
