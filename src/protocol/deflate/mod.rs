@@ -19,5 +19,5 @@
 mod codec;
 mod negotiation;
 
-pub use codec::{Deflater, Inflater};
+pub use codec::{Deflater, InflateProgress, Inflater};
 pub use negotiation::{negotiate, DeflateParams, DeflatePolicy};
