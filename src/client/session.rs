@@ -456,6 +456,12 @@ impl Session {
                     }
                 }
                 Frame::Ping(payload) => {
+                    if sender.queued_bytes() > sender.max_queue_bytes {
+                        // Pings faster than we can write pongs (or a server
+                        // that sends but does not read): the queue stays bounded.
+                        self.overflow();
+                        return;
+                    }
                     if !sender.close_sent {
                         sender.encoder.frame(&mut sender.out, OpCode::Pong, payload);
                     }
@@ -475,6 +481,21 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// More than `max_queue_bytes` wait for a server that does not read:
+    /// close with 1008 and read nothing more.
+    fn overflow(&mut self) {
+        let limit = self.sender.max_queue_bytes;
+        tracing::debug!(limit, "client: send queue over its limit, closing");
+        if !self.sender.close_sent {
+            self.sender
+                .queue_close(CloseCode::POLICY_VIOLATION, "send queue over its limit");
+        }
+        if self.error.is_none() {
+            self.error = Some(Error::queue_full(limit));
+        }
+        self.discard_input = true;
     }
 
     /// The server broke the protocol: close with the matching code (unless a
@@ -678,5 +699,13 @@ mod tests {
         let n = s.output().len();
         s.advance(n);
         s.sender().send(Message::Binary(&[0; 20])).unwrap();
+        // Pings from a server that does not read our pongs: closed at the limit.
+        let mut pings = server_frame(OpCode::Ping, &[7; 125]).to_vec().repeat(10);
+        s.receive(&mut pings, |_, _| {});
+        assert!(s.error().unwrap().is_queue_full());
+        assert_eq!(s.state(), State::Closing);
+        let mut more = server_frame(OpCode::Ping, b"x").to_vec();
+        s.receive(&mut more, |ev, _| panic!("{ev:?}"));
+        assert!(s.output().len() < 100 + 2 * 131 + 8 + 30);
     }
 }
