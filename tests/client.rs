@@ -250,9 +250,12 @@ fn error_of(conn: &Connection) -> &Error {
     conn.error().expect("the connection failed")
 }
 
+/// How a raw server answers the upgrade, given the client's key.
+type Answer = Box<dyn FnOnce(&str) -> Vec<u8> + Send>;
+
 #[test]
 fn bad_handshake_answers_fail_the_connection() {
-    let cases: Vec<(Box<dyn FnOnce(&str) -> Vec<u8> + Send>, &str)> = vec![
+    let cases: Vec<(Answer, &str)> = vec![
         (
             Box::new(|_: &str| b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()),
             "404",
