@@ -124,8 +124,12 @@ impl Runner {
     /// when `echo` is false) until the connection closes or `limit` passes.
     fn run(&mut self, path: &str, echo: bool, limit: Duration) -> Result<Option<String>, String> {
         let end = Instant::now() + limit;
-        let mut conn = Connection::connect(self.addr, &self.host, path, &self.config)
-            .map_err(|e| e.to_string())?;
+        // The server answers /updateReports only once the reports are
+        // written, which can take a while on a busy machine: the whole
+        // run's limit bounds the handshake too.
+        let config = self.config.clone().handshake_timeout(limit);
+        let mut conn =
+            Connection::connect(self.addr, &self.host, path, &config).map_err(|e| e.to_string())?;
         conn.register(self.poll.registry(), Token(0))
             .map_err(|e| e.to_string())?;
         let mut first_text = None;
