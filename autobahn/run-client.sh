@@ -53,19 +53,51 @@ if [ $build = 1 ]; then
 fi
 [ -n "$bin" ] || bin="$root/target/release/examples/autobahn_client"
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-cat >"$work/spec.json" <<SPEC
+# wstest's fuzzing server binds the port it is given; loopback/sitecustomize.py
+# keeps it on 127.0.0.1 (it would listen on every interface), --webport 0
+# drops its report web server (port 8080 by default). The port is picked
+# below the ephemeral range, where load tests' outgoing connections do not
+# take it; if it is taken anyway, another one is tried.
+pick_port='import random, socket
+for _ in range(500):
+    p = random.randint(20000, 32767)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break'
+listening=0
+for attempt in 1 2 3 4 5; do
+  port="$(python3 -c "$pick_port")"
+  cat >"$work/spec.json" <<SPEC
 {"url": "ws://127.0.0.1:$port", "outdir": "$outdir",
  "cases": $case_list, "exclude-cases": [], "exclude-agent-cases": {}}
 SPEC
-# The wrapper execs python, so this pid is the fuzzing server itself.
-(cd "$work" && exec "$wstest" -m fuzzingserver -s "$work/spec.json") >"$outdir/wstest.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 200); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null && break
-  kill -0 "$server_pid" 2>/dev/null || { echo "run-client.sh: wstest exited:" >&2; tail -20 "$outdir/wstest.log" >&2; exit 1; }
-  sleep 0.1
+  # The wrapper execs python, so this pid is the fuzzing server itself.
+  (cd "$work" && PYTHONPATH="$here/loopback${PYTHONPATH:+:$PYTHONPATH}" \
+    exec "$wstest" -m fuzzingserver --webport 0 -s "$work/spec.json") >"$outdir/wstest.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 300); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    if python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null \
+      && kill -0 "$server_pid" 2>/dev/null && ! grep -q CannotListenError "$outdir/wstest.log"; then
+      listening=1
+      break
+    fi
+    sleep 0.1
+  done
+  [ $listening = 1 ] && break
+  if kill -0 "$server_pid" 2>/dev/null || ! grep -q "Address already in use" "$outdir/wstest.log"; then
+    echo "run-client.sh: the fuzzing server did not start:" >&2; tail -20 "$outdir/wstest.log" >&2; exit 1
+  fi
+  echo "run-client.sh: port $port taken, trying another (attempt $attempt)" >&2
+  server_pid=""
 done
+[ $listening = 1 ] || { echo "run-client.sh: no free port for the fuzzing server" >&2; exit 1; }
 
 echo "autobahn $name: running cases $cases against the edgews client" >&2
 started=$(date +%s)
