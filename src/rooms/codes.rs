@@ -8,9 +8,10 @@ use crate::protocol::CloseCode;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
-    /// The message is not valid JSON (or not a JSON object).
+    /// The message is not valid JSON, or nests deeper than the parser allows.
     BadJson,
-    /// A field is missing, has the wrong type, is too long, or is unknown.
+    /// Not a JSON object; a field is missing, has the wrong type, is too
+    /// long, or is unknown; a binary frame.
     BadRequest,
     /// `type` names no request of this protocol.
     UnknownType,

@@ -24,6 +24,11 @@ pub const MAX_ROOM_BYTES: usize = 128;
 pub const MAX_TOKEN_BYTES: usize = 8 << 10;
 /// Longest `who` cursor (a user id), in bytes.
 pub const MAX_CURSOR_BYTES: usize = 128;
+/// Deepest nesting of arrays and objects in a client message (the request
+/// object counts as one level). Building and dropping a parsed value recurse
+/// once per level, so without this a 64 KiB message of `[[[[...` overflows a
+/// worker's stack and aborts the whole server.
+pub const MAX_DEPTH: usize = 128;
 
 /// A request's `id`, echoed in its reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,11 +126,51 @@ pub fn parse_value<'a>(
     buf: &'a mut [u8],
     buffers: &mut simd_json::Buffers,
 ) -> Result<Value<'a>, Invalid<'static>> {
+    if too_deep(buf) {
+        return Err(Invalid {
+            code: ErrorCode::BadJson,
+            message: format!("nested deeper than {MAX_DEPTH} levels"),
+            id: None,
+        });
+    }
     simd_json::to_borrowed_value_with_buffers(buf, buffers).map_err(|e| Invalid {
         code: ErrorCode::BadJson,
         message: format!("not valid JSON: {e}"),
         id: None,
     })
+}
+
+/// Whether `json` nests arrays and objects deeper than [`MAX_DEPTH`]. One
+/// pass over the bytes, skipping strings; exact for valid JSON (invalid JSON
+/// is refused by the parser anyway).
+fn too_deep(json: &[u8]) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Reads the request out of a parsed message.
@@ -467,6 +512,32 @@ mod tests {
         let e = parse(r#"{"type":"join","room":"a\u0000b"}"#).unwrap_err();
         assert_eq!(e.0, ErrorCode::BadRequest);
         assert!(parse("1e400").is_err());
+    }
+
+    #[test]
+    fn nesting_is_limited_before_parsing() {
+        let nested = |levels: usize| {
+            format!(
+                r#"{{"type":"message","room":"r","data":{}1{}}}"#,
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+        };
+        // The request object is one level.
+        assert!(parse(&nested(MAX_DEPTH - 1)).is_ok());
+        let e = parse(&nested(MAX_DEPTH)).unwrap_err();
+        assert_eq!(e.0, ErrorCode::BadJson);
+        assert!(e.1.contains("nested"), "{}", e.1);
+        // 30,000 levels (64 KiB) is an error, not a stack overflow.
+        assert_eq!(parse(&nested(30_000)).unwrap_err().0, ErrorCode::BadJson);
+        let objects = format!("{}{}", r#"{"a":"#.repeat(30_000), "}".repeat(30_000));
+        assert_eq!(parse(&objects).unwrap_err().0, ErrorCode::BadJson);
+        // Brackets in strings, escaped quotes included, do not count.
+        let text = format!(
+            r#"{{"type":"message","room":"r","data":"\"{}\\"}}"#,
+            "[{".repeat(MAX_DEPTH)
+        );
+        assert!(parse(&text).is_ok(), "{text}");
     }
 
     #[test]
