@@ -63,9 +63,19 @@ impl Claims {
         })
     }
 
-    /// The display name: `name`, or the id.
+    /// The display name: `name` (cut to [`MAX_NAME_BYTES`] at a character
+    /// boundary), or the id when there is none.
     pub fn display_name(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.sub)
+        let name = self
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.sub);
+        let mut end = name.len().min(MAX_NAME_BYTES);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        &name[..end]
     }
 }
 
@@ -343,6 +353,15 @@ mod tests {
         let c = k.verify(&t).unwrap();
         assert_eq!(c.sub, "alice");
         assert_eq!(c.display_name(), "Alice");
+        let long = Claims {
+            name: Some("é".repeat(100)),
+            ..c.clone()
+        };
+        assert_eq!(
+            long.display_name().len(),
+            128,
+            "cut on a character boundary"
+        );
         assert_eq!(c.role_bits(), role::MODERATOR);
         // No exp at all is allowed.
         assert!(k.verify(&k.mint(&claims("bob", None)).unwrap()).is_ok());

@@ -84,17 +84,19 @@ impl RoomHandler {
         self.metrics().auth_failures[reason as usize].inc();
     }
 
-    /// Accepts the claims of a verified token on this connection: registers
-    /// the user, arms the expiry timer and sends `welcome`.
+    /// Accepts a verified token on this connection: registers the user
+    /// with this connection, arms the expiry timer and sends `welcome`
+    /// (and an `ack` when the `auth` request had an id).
     fn authenticate(&mut self, conn: &mut C<'_, '_>, claims: &Claims, id: Option<Id<'_>>) {
-        let user = self.shared.dir.user(&claims.sub, claims.display_name());
-        self.shared.dir.connect(&user, conn.id());
+        let user = self
+            .shared
+            .dir
+            .connect(&claims.sub, claims.display_name(), conn.id());
         let s = conn.data_mut();
-        s.user = Some(user);
+        s.user = Some(user.clone());
         s.roles = claims.role_bits();
         self.set_expiry(conn, claims.exp);
         let cfg = &self.shared.cfg;
-        let user = conn.data().user.clone().expect("just set");
         let conn_id = conn.id().to_string();
         let out = self
             .out
@@ -300,6 +302,12 @@ impl RoomHandler {
         }
     }
 
+    /// Whether a room of `members` users gets `user_joined`/`user_left`.
+    fn member_events(&self, members: usize) -> bool {
+        let max = self.shared.cfg.member_events_max_room_size;
+        max == 0 || members <= max
+    }
+
     fn not_in_room(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
         let msg = format!("join `{}` first", clip(room));
         self.error(conn, id, ErrorCode::NotInRoom, &msg);
@@ -376,7 +384,7 @@ impl RoomHandler {
         };
         conn.subscribe(room);
         conn.data_mut().rooms.push(joined.room.clone());
-        if joined.first {
+        if joined.first && self.member_events(joined.members) {
             let text = self
                 .event
                 .start("user_joined", None)
@@ -416,7 +424,7 @@ impl RoomHandler {
     fn left(&mut self, conn: &mut C<'_, '_>, room: &Arc<super::directory::Room>) -> u64 {
         let user = conn.data().user.clone().expect("authenticated");
         let (last, members) = self.shared.dir.leave(&user, room);
-        if last {
+        if last && self.member_events(members + 1) {
             let text = self
                 .event
                 .start("user_left", None)
@@ -530,7 +538,10 @@ impl Handler for RoomHandler {
                 Ok(claims) => {
                     // Registered with its connection id in on_open, which
                     // follows at once; the claims ride along until then.
-                    session.user = Some(self.shared.dir.user(&claims.sub, claims.display_name()));
+                    session.user = Some(super::directory::Directory::detached(
+                        &claims.sub,
+                        claims.display_name(),
+                    ));
                     session.roles = claims.role_bits();
                     session.expires_at = claims.exp.map_or(0, |e| {
                         u32::try_from(e.saturating_add(cfg.auth.leeway_secs)).unwrap_or(u32::MAX)
@@ -558,25 +569,24 @@ impl Handler for RoomHandler {
     }
 
     fn on_open(&mut self, conn: &mut Conn<'_, Session>) {
-        let Some(user) = conn.data().user.clone() else {
+        let Some(detached) = conn.data_mut().user.take() else {
             conn.set_timer(Duration::from_secs(
                 self.shared.cfg.auth_timeout_secs.max(1),
             ));
             return;
         };
-        // Authenticated at the upgrade: rebuild the claims' effect here.
+        // Authenticated at the upgrade: the session carries what the token said.
         let exp = match conn.data().expires_at {
             0 => None,
             at => Some(u64::from(at).saturating_sub(self.shared.cfg.auth.leeway_secs)),
         };
+        let roles = conn.data().roles;
         let claims = Claims {
-            sub: user.id().to_owned(),
-            name: Some(user.name().to_owned()),
+            sub: detached.id().to_owned(),
+            name: Some(detached.name().to_owned()),
             exp,
             ..Claims::default()
         };
-        let roles = conn.data().roles;
-        conn.data_mut().user = None;
         self.authenticate(conn, &claims, None);
         conn.data_mut().roles = roles;
     }
@@ -584,12 +594,15 @@ impl Handler for RoomHandler {
     fn on_message(&mut self, conn: &mut Conn<'_, Session>, msg: Message<'_>) {
         let Message::Text(text) = msg else {
             self.metrics().invalid.inc();
-            return self.error(
-                conn,
-                None,
-                ErrorCode::BadRequest,
-                "binary messages are not part of the protocol: send JSON text",
-            );
+            if !self.rate_limited(conn, None, self.now_ms()) {
+                self.error(
+                    conn,
+                    None,
+                    ErrorCode::BadRequest,
+                    "binary messages are not part of the protocol: send JSON text",
+                );
+            }
+            return;
         };
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut buffers = std::mem::take(&mut self.buffers);

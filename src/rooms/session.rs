@@ -34,3 +34,16 @@ impl Session {
         self.rooms.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A session sits inline in every connection's slot: keep it small (the
+    /// room server's per-connection budget is in the README).
+    #[test]
+    fn session_stays_small() {
+        let size = std::mem::size_of::<super::Session>();
+        let slot = crate::runtime::connection_bytes::<super::Session>();
+        println!("Session {size} B, engine slot with it {slot} B");
+        assert!(size <= 48, "Session grew to {size} bytes");
+    }
+}

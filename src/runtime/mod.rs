@@ -38,3 +38,9 @@ pub use handle::ServerHandle;
 pub use handler::{Accept, CloseInfo, ConnId, Handler, HttpResponse, Reject, Request};
 pub use server::{Running, Server};
 pub use signals::shutdown_on_signals;
+
+/// Bytes of a worker's slab slot for a connection whose handler data is `D`
+/// (the socket, decoder, timers and `D` inline), for memory budgets.
+pub fn connection_bytes<D>() -> usize {
+    std::mem::size_of::<connection::Connection<D>>()
+}

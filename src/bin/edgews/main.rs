@@ -1,27 +1,32 @@
 //! `edgews`: the command-line server.
 //!
-//! `edgews echo` runs the engine as an echo server (the one Autobahn runs
-//! against), optionally with the text pub-sub protocol used by benchmarks.
+//! - `edgews serve` (the default when no command is given): the room server,
+//!   configured by file, `EDGEWS_*` variables and flags
+//!   (`edgews::rooms::config`).
+//! - `edgews token`: mints a token with the configured key.
+//! - `edgews echo`: the engine as an echo server (the one Autobahn runs
+//!   against), optionally with the text pub-sub protocol used by benchmarks.
 
 #![warn(clippy::unwrap_used)]
 
+mod echo;
 mod logging;
+mod serve;
+mod token;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use edgews::runtime::tls::{reload_on_sighup, CertStore};
-use edgews::runtime::{shutdown_on_signals, Compression, Config, Server, SlowConsumerPolicy};
-use edgews::server::EchoHandler;
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// A fast, lean WebSocket server.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// With no command: `edgews serve` with these options.
+    #[command(flatten)]
+    serve: serve::ServeArgs,
     /// Log format: human-readable text or one JSON object per line.
     /// The level comes from the EDGEWS_LOG variable (e.g. `EDGEWS_LOG=debug`), default `info`.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -30,8 +35,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Echo every message back (the default when no command is given).
-    Echo(EchoArgs),
+    /// Run the room server (the default when no command is given).
+    Serve(serve::ServeArgs),
+    /// Mint a token with the configured key (HS256 secret or dev mode's).
+    Token(token::TokenArgs),
+    /// Echo every message back (Autobahn, benchmarks).
+    Echo(echo::EchoArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,165 +49,57 @@ enum LogFormat {
     Json,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum SlowConsumer {
-    /// Skip room messages for a member that is over its backpressure limit.
-    Drop,
-    /// Close such a member with 1008.
-    Close,
+/// Why a command failed; configuration mistakes exit with 2, the rest with 1.
+#[derive(Debug)]
+enum CliError {
+    /// The configuration cannot be used (a key, a file, a flag).
+    Config(String),
+    /// Binding, running or signing failed.
+    Run(String),
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum CompressionArg {
-    /// Never negotiate permessage-deflate.
-    Off,
-    /// No context takeover: one compressor per worker, ~0 bytes per connection,
-    /// broadcasts compressed once.
-    Shared,
-    /// Context takeover: a compressor per connection (better ratio, more memory).
-    Dedicated,
-}
-
-/// Options of `edgews echo`.
-#[derive(Args, Debug, Clone)]
-struct EchoArgs {
-    /// Address to listen on (every worker binds it with SO_REUSEPORT).
-    #[arg(long, default_value = "127.0.0.1:9001")]
-    listen: SocketAddr,
-    /// Worker threads (event loops); default: one per CPU.
-    #[arg(long)]
-    workers: Option<usize>,
-    /// Largest message accepted, in bytes; larger ones are closed with 1009.
-    #[arg(long, default_value_t = 16 << 20)]
-    max_message_size: usize,
-    /// Largest HTTP request head, in bytes; larger ones get 431.
-    #[arg(long, default_value_t = 8 << 10)]
-    max_header_size: usize,
-    /// A connection's unsent bytes above which its input is paused and room
-    /// messages follow --slow-consumer.
-    #[arg(long, default_value_t = 1 << 20)]
-    backpressure: usize,
-    /// A connection's unsent bytes above which it is closed with 1008.
-    #[arg(long, default_value_t = 64 << 20)]
-    max_queue: usize,
-    /// What a publish does to a member over --backpressure.
-    #[arg(long, value_enum, default_value_t = SlowConsumer::Drop)]
-    slow_consumer: SlowConsumer,
-    /// Most open connections; more are answered with 503.
-    #[arg(long, default_value_t = 1_000_000)]
-    max_connections: usize,
-    /// Seconds of silence after which a connection is closed (0: never).
-    #[arg(long, default_value_t = 120)]
-    idle_timeout: u64,
-    /// Seconds of silence after which the server pings (0: never); must be
-    /// shorter than --idle-timeout.
-    #[arg(long, default_value_t = 0)]
-    ping_interval: u64,
-    /// Seconds allowed for the opening handshake.
-    #[arg(long, default_value_t = 10)]
-    handshake_timeout: u64,
-    /// permessage-deflate mode.
-    #[arg(long, value_enum, default_value_t = CompressionArg::Off)]
-    compression: CompressionArg,
-    /// LZ77 window of `--compression dedicated`, as a power of two (9-15):
-    /// smaller windows cap the memory of each connection's compressor.
-    #[arg(long, default_value_t = 15)]
-    compression_window_bits: u8,
-    /// Messages shorter than this many bytes are sent uncompressed.
-    #[arg(long, default_value_t = 256)]
-    compression_threshold: usize,
-    /// PEM certificate chain: serve wss (TLS) instead of ws. Reloaded on SIGHUP.
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<std::path::PathBuf>,
-    /// PEM private key matching --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<std::path::PathBuf>,
-    /// Serve /healthz, /metrics and /status only on this address (default:
-    /// on the WebSocket port).
-    #[arg(long)]
-    admin_listen: Option<SocketAddr>,
-    /// Enable the text pub-sub protocol: `sub:<room>`, `unsub:<room>`,
-    /// `pub:<room>:<payload>` (sends <payload> to every member of <room>).
-    /// Any other message is echoed.
-    #[arg(long)]
-    pubsub: bool,
-}
-
-impl Default for EchoArgs {
-    fn default() -> Self {
-        match Cli::parse_from(["edgews", "echo"]).command {
-            Some(Command::Echo(args)) => args,
-            None => unreachable!("the echo command was given"),
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Config(m) => write!(f, "configuration error: {m}"),
+            CliError::Run(m) => f.write_str(m),
         }
     }
 }
 
-impl EchoArgs {
-    fn config(&self) -> Config {
-        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
-        let mut cfg = Config::default()
-            .listen(self.listen)
-            .max_message_bytes(self.max_message_size)
-            .max_header_bytes(self.max_header_size)
-            .backpressure_bytes(self.backpressure)
-            .max_queued_bytes(self.max_queue)
-            .slow_consumer(match self.slow_consumer {
-                SlowConsumer::Drop => SlowConsumerPolicy::Drop,
-                SlowConsumer::Close => SlowConsumerPolicy::Close,
-            })
-            .max_connections(self.max_connections)
-            .idle_timeout(secs(self.idle_timeout))
-            .ping_interval(secs(self.ping_interval))
-            .handshake_timeout(Duration::from_secs(self.handshake_timeout.max(1)))
-            .compression(match self.compression {
-                CompressionArg::Off => Compression::Off,
-                CompressionArg::Shared => Compression::Shared,
-                CompressionArg::Dedicated => Compression::Dedicated {
-                    window_bits: self.compression_window_bits,
-                },
-            })
-            .compression_threshold_bytes(self.compression_threshold)
-            .admin_listen(self.admin_listen);
-        if let Some(w) = self.workers {
-            cfg = cfg.workers(w);
-        }
-        cfg
+impl From<edgews::rooms::config::ConfigError> for CliError {
+    fn from(e: edgews::rooms::config::ConfigError) -> Self {
+        CliError::Config(e.to_string())
     }
 }
 
-/// Loads the certificate when --tls-cert/--tls-key are given, and reloads it on SIGHUP.
-fn tls(
-    args: &EchoArgs,
-) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, edgews::runtime::Error> {
-    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
-        return Ok(None);
-    };
-    let store = std::sync::Arc::new(CertStore::load(cert, key)?);
-    let config = store.server_config()?;
-    reload_on_sighup(store)?;
-    Ok(Some(config))
+impl From<edgews::runtime::Error> for CliError {
+    fn from(e: edgews::runtime::Error) -> Self {
+        CliError::Run(e.to_string())
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format == LogFormat::Json);
-    let args = match cli.command {
-        Some(Command::Echo(args)) => args,
-        None => EchoArgs::default(),
+    let result = match cli.command {
+        None => serve::run(cli.serve),
+        Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Token(args)) => token::run(&args),
+        Some(Command::Echo(args)) => echo::run(args).map_err(CliError::from),
     };
-    let pubsub = args.pubsub;
-    let result = tls(&args)
-        .and_then(|tls| Server::bind(args.config().tls(tls), |_| EchoHandler::new(pubsub)))
-        .and_then(|server| {
-            shutdown_on_signals(server.handle())?;
-            server.run()
-        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            // A configuration mistake is the user's to fix: said once, plainly.
+            if let CliError::Run(_) = e {
+                tracing::error!("{e}");
+            }
             eprintln!("edgews: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(match e {
+                CliError::Config(_) => 2,
+                CliError::Run(_) => 1,
+            })
         }
     }
 }
