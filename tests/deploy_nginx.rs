@@ -1,12 +1,12 @@
 //! The shipped deployment files, tried for real: Debian's nginx running
 //! `deploy/nginx/edgews.conf` (rendered by `deploy/test/nginx-conf.sh` onto a
-//! free loopback port) in front of the room server, with tungstenite clients
+//! free loopback port) in front of `edgews serve --config deploy/edgews.toml`, with tungstenite clients
 //! connecting from chosen 127.0.0.x source addresses so the per-IP limit can
 //! tell them apart from each other and from nginx (which connects from
 //! 127.0.1.1-16, the `trusted_proxies` of `deploy/edgews.toml`).
 //!
 //! Without nginx installed the nginx tests say so and pass, unless
-//! `EDGEWS_REQUIRE_NGINX=1` (set by `.ci/run`, which installs nginx).
+//! `DEPLOY_REQUIRE_NGINX=1` (set by `.ci/run`, which installs nginx).
 
 mod common;
 
@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use common::{http, wait_until, READ_TIMEOUT};
 use edgews::rooms::auth::{unix_now, Claims, Keys};
-use edgews::rooms::server::RoomServer;
 use edgews::rooms::RoomServerConfig;
 use serde_json::{json, Value};
 use tungstenite::client::IntoClientRequest;
@@ -27,7 +26,7 @@ use tungstenite::Message as TMessage;
 
 type Ws = tungstenite::WebSocket<TcpStream>;
 
-const SECRET: &[u8] = b"deploy test secret";
+const SECRET: &str = "a deploy test secret, 32+ bytes long";
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -37,9 +36,10 @@ fn read_repo(path: &str) -> String {
     std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The shipped edgews config, with the test's listen address.
+/// The shipped edgews config, loaded as `edgews serve --config` loads it.
 fn shipped_config() -> RoomServerConfig {
-    toml::from_str(&read_repo("deploy/edgews.toml")).expect("deploy/edgews.toml parses")
+    RoomServerConfig::load(Some(&repo("deploy/edgews.toml")), [], &[])
+        .expect("deploy/edgews.toml is a valid config")
 }
 
 // ----- nginx ------------------------------------------------------------------
@@ -59,8 +59,8 @@ fn nginx_binary() -> Option<PathBuf> {
         .find(|p| p.is_file());
     if found.is_none() {
         assert!(
-            std::env::var_os("EDGEWS_REQUIRE_NGINX").is_none(),
-            "EDGEWS_REQUIRE_NGINX is set but nginx is not installed"
+            std::env::var_os("DEPLOY_REQUIRE_NGINX").is_none(),
+            "DEPLOY_REQUIRE_NGINX is set but nginx is not installed"
         );
         eprintln!("nginx is not installed: skipping (apt-get install nginx)");
     }
@@ -145,19 +145,65 @@ impl Drop for Nginx {
 
 // ----- the room server and its clients -------------------------------------------
 
-fn room_server(per_ip: usize) -> (SocketAddr, edgews::runtime::Running) {
-    let mut cfg = shipped_config();
-    cfg.listen = "127.0.0.1:0".parse().expect("addr");
-    cfg.workers = 2;
-    cfg.max_connections_per_ip = per_ip;
-    let keys = Keys::hs256(SECRET, &cfg.auth);
-    let server = RoomServer::bind(cfg, keys).expect("bind the room server");
-    let addr = server.local_addr();
-    (addr, server.start().expect("start"))
+/// `edgews serve --config deploy/edgews.toml`, the real binary with the
+/// shipped config, on a free loopback port with 2 workers, `per_ip`
+/// connections per client and the test's HS256 secret; killed on drop.
+struct Serve {
+    child: Child,
+    dir: PathBuf,
+    addr: SocketAddr,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn room_server(per_ip: usize) -> Serve {
+    let dir = std::env::temp_dir().join(format!("edgews-serve-{}-{per_ip}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let secret = dir.join("hs256.secret");
+    std::fs::write(&secret, SECRET).expect("write the secret");
+    for _ in 0..3 {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let log = std::fs::File::create(dir.join("serve.log")).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgews"))
+            .arg("serve")
+            .arg("--config")
+            .arg(repo("deploy/edgews.toml"))
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(["--workers", "2"])
+            .arg("--set")
+            .arg(format!("max_connections_per_ip={per_ip}"))
+            .arg("--set")
+            .arg(format!("auth.hs256_secret_file={}", secret.display()))
+            .env_remove("EDGEWS_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn edgews serve");
+        let up = wait_until(Duration::from_secs(10), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+                || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+        if up && matches!(child.try_wait(), Ok(None)) {
+            return Serve { child, dir, addr };
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+        eprintln!("edgews serve did not start on {addr}: {log}");
+    }
+    panic!("edgews serve did not start (see above)");
 }
 
 fn token(sub: &str) -> String {
-    let keys = Keys::hs256(SECRET, &RoomServerConfig::default().auth);
+    let keys = Keys::hs256(SECRET.as_bytes(), &RoomServerConfig::default().auth);
     keys.mint(&Claims {
         sub: sub.into(),
         name: Some(sub.to_uppercase()),
@@ -235,8 +281,8 @@ fn send(ws: &mut Ws, v: Value) {
 
 #[test]
 fn room_protocol_through_nginx() {
-    let (server, _running) = room_server(100);
-    let Some(nginx) = Nginx::start(server) else {
+    let serve = room_server(100);
+    let Some(nginx) = Nginx::start(serve.addr) else {
         return;
     };
     let to = nginx.addr;
@@ -319,7 +365,8 @@ fn room_protocol_through_nginx() {
 
 #[test]
 fn forwarded_for_counts_the_client_behind_nginx_and_cannot_be_spoofed() {
-    let (server, _running) = room_server(2);
+    let serve = room_server(2);
+    let server = serve.addr;
     let Some(nginx) = Nginx::start(server) else {
         return;
     };

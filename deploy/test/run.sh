@@ -92,7 +92,7 @@ echo "deploy: nginx -t"
 "$nginx" -t -q -p "$work/t" -c "$work/t/nginx.conf" -e "$work/t/error.log"
 
 echo "deploy: nginx in front of the room server (cargo test --test deploy_nginx)"
-(cd "$root" && EDGEWS_REQUIRE_NGINX=1 cargo test --quiet --test deploy_nginx)
+(cd "$root" && DEPLOY_REQUIRE_NGINX=1 cargo test --quiet --test deploy_nginx)
 
 if [ $autobahn = 1 ]; then
   echo "deploy: Autobahn 1-10 through nginx"
