@@ -1,6 +1,7 @@
 //! What the systemd unit (deploy/systemd/edgews.service) relies on, checked
-//! on the real binary: `systemctl stop` (SIGTERM) drains: every client gets
-//! close 1001 and the process exits 0 well within `TimeoutStopSec`.
+//! on the real binary: `systemctl reload` (SIGHUP) never ends the process,
+//! and `systemctl stop` (SIGTERM) drains: every client gets close 1001 and
+//! the process exits 0 well within `TimeoutStopSec`.
 
 mod common;
 
@@ -52,6 +53,24 @@ fn start_echo() -> (Proc, SocketAddr) {
     );
     assert!(matches!(proc.0.try_wait(), Ok(None)), "edgews is running");
     (proc, addr)
+}
+
+#[test]
+fn reload_signal_without_tls_keeps_serving() {
+    let (mut proc, addr) = start_echo();
+    let mut ws = connect(addr);
+    signal(&proc.0, "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        matches!(proc.0.try_wait(), Ok(None)),
+        "SIGHUP (systemctl reload) ended edgews: {:?}",
+        proc.0.try_wait()
+    );
+    ws.send(TMessage::text("still here")).expect("send");
+    assert_eq!(read_text(&mut ws), "still here");
+    let mut ws2 = connect(addr);
+    ws2.send(TMessage::text("new")).expect("send");
+    assert_eq!(read_text(&mut ws2), "new");
 }
 
 #[test]
