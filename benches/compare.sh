@@ -3,10 +3,13 @@
 # prints medians and the ratio edgews/peer.
 #
 #   benches/compare.sh [--rounds N] [--duration SECS] [--servers "edgews tungstenite ..."]
-#                      [--scenarios "echo100 echo1000 ..."] [--out FILE]
+#                      [--scenarios "echo100 echo1000 ..."] [--out FILE] [--baseline BINARY]
+#                      [--no-build]
 #
 # Servers: edgews, tungstenite (tokio-tungstenite), fastwebsockets, uws
-# (uWebSockets.js from the npm package uwebsockets@3.0.6). Each server runs on
+# (uWebSockets.js from the npm package uwebsockets@3.0.6), and with
+# --baseline BINARY also "baseline": another edgews build (e.g. the one before
+# a change), run like edgews. Only the peers named are built. Each server runs on
 # core 0 (taskset -c 0, one worker/thread), the load generator on core 1. Runs
 # alternate between servers (the order rotates every round) so machine noise
 # spreads evenly; figures are medians over rounds. Everything talks to
@@ -15,12 +18,14 @@
 # Scenarios: echo100, echo1000 (C connections, one 16-byte message in flight
 # each, as fast as the server answers), echo100x16 (16 in flight), echo1000x1k
 # (1 KiB), echo100r / echo1000r (paced at 100k / 80k messages/s in all, so
-# latency is compared at the same throughput), fanout1000, fanout1000x1k,
-# fanout10000, fanout10000x1k (C subscribers, one publisher, 16 B or 1 KiB).
+# latency is compared at the same throughput), echo100x1k, echo100x16k,
+# echo100x64k, echo100x256k (100 connections, one binary message of that size
+# in flight each), fanout1000, fanout1000x1k, fanout1000x16k, fanout10000,
+# fanout10000x1k (C subscribers, one publisher, 16 B, 1 KiB or 16 KiB).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-rounds=3 duration=5 out="" servers="edgews tungstenite fastwebsockets uws"
+rounds=3 duration=5 out="" servers="edgews tungstenite fastwebsockets uws" baseline="" build=1
 scenarios="echo100 echo1000 echo100x16 fanout1000"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,14 +34,23 @@ while [ $# -gt 0 ]; do
     --servers) servers="$2"; shift 2 ;;
     --scenarios) scenarios="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --baseline) baseline="$(realpath "$2")"; shift 2 ;;
+    --no-build) build=0; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 echo "building edgews and the peers..." >&2
-(cd "$root" && cargo build --release --quiet --bin edgews --bin edgews-load)
-"$here/peers/build.sh" >/dev/null
+[ "$build" = 0 ] || (cd "$root" && cargo build --release --quiet --bin edgews --bin edgews-load)
+case " $servers " in
+  *" tungstenite "*|*" fastwebsockets "*) "$here/peers/build.sh" >/dev/null ;;
+  *" uws "*) (cd "$here/peers/uws" && { [ -d node_modules/uwebsockets ] || npm ci --no-audit --no-fund >&2; }) ;;
+esac
+if [ -n "$baseline" ]; then
+  [ -x "$baseline" ] || { echo "compare.sh: --baseline $baseline is not an executable" >&2; exit 2; }
+  case " $servers " in *" baseline "*) ;; *) servers="$servers baseline" ;; esac
+fi
 load="$root/target/release/edgews-load"
 peers="$here/peers/target/release"
 results="${out:-$(mktemp /tmp/edgews-compare.XXXXXX.jsonl)}"
@@ -46,6 +60,7 @@ port=9900
 server_cmd() { # name port
   case "$1" in
     edgews) echo "$root/target/release/edgews echo --workers 1 --pubsub --idle-timeout 0 --listen 127.0.0.1:$2" ;;
+    baseline) echo "$baseline echo --workers 1 --pubsub --idle-timeout 0 --listen 127.0.0.1:$2" ;;
     tungstenite) echo "$peers/peer-tungstenite --listen 127.0.0.1:$2" ;;
     fastwebsockets) echo "$peers/peer-fastwebsockets --listen 127.0.0.1:$2" ;;
     uws) echo "node $here/peers/uws/echo.js --listen 127.0.0.1:$2" ;;
@@ -60,8 +75,13 @@ scenario_args() { # name
     echo100r) echo "echo -c 100 --size 16 --rate 100000" ;;
     echo100x16) echo "echo -c 100 --size 16 --in-flight 16" ;;
     echo1000x1k) echo "echo -c 1000 --size 1024" ;;
+    echo100x1k) echo "echo -c 100 --size 1024 --binary" ;;
+    echo100x16k) echo "echo -c 100 --size 16384 --binary" ;;
+    echo100x64k) echo "echo -c 100 --size 65536 --binary" ;;
+    echo100x256k) echo "echo -c 100 --size 262144 --binary" ;;
     fanout1000) echo "fanout -c 1000 --publishers 1 --size 16" ;;
     fanout1000x1k) echo "fanout -c 1000 --publishers 1 --size 1024" ;;
+    fanout1000x16k) echo "fanout -c 1000 --publishers 1 --size 16384" ;;
     fanout10000) echo "fanout -c 10000 --publishers 1 --size 16 --threads 1" ;;
     fanout10000x1k) echo "fanout -c 10000 --publishers 1 --size 1024 --threads 1" ;;
     *) echo "compare.sh: unknown scenario $1" >&2; exit 2 ;;

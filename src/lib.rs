@@ -12,6 +12,8 @@
 //! - [`pubsub`]: rooms and publish/subscribe across all workers.
 //! - [`http`]: the built-in health, metrics and status endpoints.
 //! - [`server`]: ready-made handlers (the echo server).
+//! - [`client`]: the client role on a mio loop of the caller's
+//!   ([`client::Connection`]), or sans-IO ([`client::Session`]).
 //!
 //! ## Embedding
 //!
@@ -42,14 +44,15 @@
 //! # Ok::<(), edgews::runtime::Error>(())
 //! ```
 //!
-//! What it does not do: HTTP/2 or HTTP/3 WebSockets, a client runtime (the
-//! protocol core has the client role; the runtime serves only), blocking or
-//! async (`Future`) APIs — callbacks run on the event loop and must not block.
+//! What it does not do: HTTP/2 or HTTP/3 WebSockets, TLS on the client side,
+//! blocking or async (`Future`) APIs — callbacks run on the event loop and
+//! must not block.
 #![deny(unsafe_op_in_unsafe_fn)]
 // Network input never reaches an unwrap: library code uses `?` or `expect`
 // with the invariant that makes it safe. (Tests may unwrap.)
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod client;
 pub mod http;
 pub mod protocol;
 pub mod pubsub;

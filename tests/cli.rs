@@ -262,10 +262,14 @@ impl Drop for Server {
     }
 }
 
-#[test]
-fn dev_mode_serves_and_prints_a_working_token() {
-    let dir = TempDir::new("serve");
-    let child = command(&dir, &["--listen", "127.0.0.1:0", "--workers", "2"], &[])
+/// Starts `edgews args` and forwards its stdout and stderr lines
+/// (`(from_stderr, line)`).
+fn spawn(
+    dir: &TempDir,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Server, mpsc::Receiver<(bool, String)>) {
+    let child = command(dir, args, env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -285,6 +289,29 @@ fn dev_mode_serves_and_prints_a_working_token() {
             let _ = tx2.send((true, line));
         }
     });
+    (server, rx)
+}
+
+/// One HTTP/1.1 GET over a fresh connection; the whole response.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn dev_mode_serves_and_prints_a_working_token() {
+    let dir = TempDir::new("serve");
+    let (_server, rx) = spawn(&dir, &["--listen", "127.0.0.1:0", "--workers", "2"], &[]);
     let start = Instant::now();
     let (mut url, mut warned) = (None, false);
     while url.is_none() || !warned {
@@ -328,4 +355,51 @@ fn dev_mode_serves_and_prints_a_working_token() {
     let welcome: serde_json::Value = serde_json::from_str(&welcome).expect("JSON");
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     assert_eq!(welcome["user"]["id"], "alice", "{welcome}");
+
+    // Dev mode mints tokens over HTTP for the demo page.
+    let resp = http_get(addr, "/dev/token?sub=bob&name=Bob");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let body: serde_json::Value =
+        serde_json::from_str(resp.split("\r\n\r\n").nth(1).expect("body")).expect("JSON");
+    let token = body["token"].as_str().expect("token");
+    assert_eq!(dir.dev_secret().verify(token).expect("verifies").sub, "bob");
+}
+
+#[test]
+fn with_a_key_there_is_no_sample_token_and_no_dev_endpoint() {
+    let dir = TempDir::new("serve-key");
+    let (_server, rx) = spawn(
+        &dir,
+        &["serve", "--listen", "127.0.0.1:0", "--workers", "1"],
+        &[
+            (
+                "EDGEWS_AUTH__HS256_SECRET",
+                "a configured secret of some length",
+            ),
+            ("EDGEWS_LOG", "info"),
+        ],
+    );
+    let start = Instant::now();
+    let addr: std::net::SocketAddr = loop {
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        let (is_err, line) = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no `listening on` log within {DEADLINE:?}"));
+        assert!(is_err, "nothing on stdout without dev mode: {line}");
+        assert!(!line.contains("DEV MODE"), "{line}");
+        if let Some(rest) = line.split("listening on ws://").nth(1) {
+            break rest
+                .split('/')
+                .next()
+                .and_then(|a| a.parse().ok())
+                .expect("address");
+        }
+    };
+    let resp = http_get(addr, "/dev/token?sub=mallory");
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(
+        !dir.path().join(".edgews").exists(),
+        "no dev secret when a key is set"
+    );
+    assert!(rx.try_iter().all(|(is_err, _)| is_err), "nothing on stdout");
 }

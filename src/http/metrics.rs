@@ -277,6 +277,22 @@ pub(crate) fn render(handle: &ServerHandle) -> String {
     total(
         &mut out,
         s,
+        "edgews_input_budget_closes_total",
+        "counter",
+        "Connections closed (1013) for passing the worker's buffered-input budget.",
+        |w| w.input_budget_closes.get(),
+    );
+    total(
+        &mut out,
+        s,
+        "edgews_buffered_input_bytes",
+        "gauge",
+        "Bytes of partial messages, inflation in progress and split request heads held.",
+        |w| w.buffered_input_bytes.get(),
+    );
+    total(
+        &mut out,
+        s,
         "edgews_slow_consumer_drops_total",
         "counter",
         "Room messages dropped for members over the backpressure limit.",

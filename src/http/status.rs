@@ -45,6 +45,8 @@ fn counters(w: &WorkerStats) -> Value {
         "idle_timeouts": w.idle_timeouts.get(),
         "pings_sent": w.pings_sent.get(),
         "queue_limit_closes": w.queue_limit_closes.get(),
+        "input_budget_closes": w.input_budget_closes.get(),
+        "buffered_input_bytes": w.buffered_input_bytes.get(),
         "slow_consumer_drops": w.slow_consumer_drops.get(),
         "slow_consumer_closes": w.slow_consumer_closes.get(),
         "rooms": w.rooms.get(),
@@ -99,6 +101,7 @@ pub(crate) fn render(handle: &ServerHandle) -> String {
             "workers": c.workers,
             "max_message_bytes": c.max_message_bytes,
             "max_header_bytes": c.max_header_bytes,
+            "max_buffered_input_bytes_per_worker": c.buffered_input_budget(),
             "backpressure_bytes": c.backpressure_bytes,
             "max_queued_bytes": c.max_queued_bytes,
             "slow_consumer": match c.slow_consumer {

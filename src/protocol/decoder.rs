@@ -310,7 +310,7 @@ impl<R: Role> Decoder<R> {
             }
             f.done += n as u64;
             f.remaining -= n as u64;
-            let (finished, fin, opcode) = (f.remaining == 0, f.fin, f.opcode);
+            let (finished, fin, opcode, left) = (f.remaining == 0, f.fin, f.opcode, f.remaining);
             if opcode.is_control() {
                 let at = usize::from(p.control_len);
                 p.control[at..at + n].copy_from_slice(chunk);
@@ -324,6 +324,7 @@ impl<R: Role> Decoder<R> {
                 if !m.binary && !m.compressed {
                     m.utf8.feed(chunk)?;
                 }
+                reserve_for(&mut m.buf, chunk.len(), left, fin, cfg.max_message_bytes);
                 m.buf.extend_from_slice(chunk);
                 if finished {
                     p.frame = None;
@@ -416,6 +417,30 @@ impl Partial {
     fn is_empty(&self) -> bool {
         self.header_len == 0 && self.frame.is_none() && self.message.is_none()
     }
+}
+
+/// Frames up to this size get their whole buffer at their first bytes.
+const EAGER_RESERVE_BYTES: usize = 1 << 20;
+
+/// Makes room in a message buffer for `chunk` more bytes, with `left` bytes
+/// of the frame still to come: a frame of up to [`EAGER_RESERVE_BYTES`] gets
+/// its exact size at once (one allocation per message, no copying as it
+/// grows); past that the buffer doubles, but never beyond the end of the
+/// last frame (so a large message ends up with no spare capacity) or the
+/// message limit.
+fn reserve_for(buf: &mut Vec<u8>, chunk: usize, left: u64, fin: bool, max: usize) {
+    let need = buf.len() + chunk;
+    if need <= buf.capacity() {
+        return;
+    }
+    // Bounded by the message limit, checked against the frame header.
+    let frame_end = need.saturating_add(usize::try_from(left).unwrap_or(usize::MAX));
+    let cap = if fin { frame_end } else { max.max(need) };
+    let mut target = need.max(buf.capacity().saturating_mul(2).min(cap));
+    if frame_end - buf.len() <= EAGER_RESERVE_BYTES {
+        target = target.max(frame_end);
+    }
+    buf.reserve_exact(target - buf.len());
 }
 
 fn control_event(op: OpCode, payload: &[u8]) -> Result<Event<'_>, ProtocolError> {

@@ -159,6 +159,11 @@ impl Rooms {
         self.rooms.get(*self.ids.get(name)?)
     }
 
+    /// True when `key` is a member of `name`.
+    pub fn is_member(&self, key: u32, name: &str) -> bool {
+        self.get(name).is_some_and(|r| r.index.contains_key(&key))
+    }
+
     /// Names of the rooms `key` is in.
     pub fn rooms_of(&self, key: u32) -> impl Iterator<Item = &str> + '_ {
         self.first

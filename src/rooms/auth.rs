@@ -398,6 +398,90 @@ mod tests {
         assert!(k.verify(&k.mint(&c).unwrap()).is_err());
     }
 
+    /// Keys::from_config with a public key file verifies tokens signed by the
+    /// matching private key and refuses others; it cannot mint.
+    fn public_key_round_trip(alg: Algorithm, private_pem: &str, public_pem: &str, other_pem: &str) {
+        let dir = std::env::temp_dir().join(format!("edgews-{alg:?}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("public.pem");
+        std::fs::write(&path, public_pem).unwrap();
+        let mut cfg = AuthConfig::default();
+        match alg {
+            Algorithm::RS256 => cfg.rs256_public_key_file = Some(path),
+            _ => cfg.es256_public_key_file = Some(path),
+        }
+        let keys = Keys::from_config(&cfg)
+            .unwrap()
+            .expect("a key is configured");
+        let sign = |pem: &str| {
+            let key = match alg {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+                _ => EncodingKey::from_ec_pem(pem.as_bytes()),
+            }
+            .unwrap();
+            let claims = claims("carol", Some(unix_now() + 60));
+            jsonwebtoken::encode(&Header::new(alg), &claims, &key).unwrap()
+        };
+        assert_eq!(keys.verify(&sign(private_pem)).unwrap().sub, "carol");
+        assert!(
+            keys.verify(&sign(other_pem)).is_err(),
+            "another key's signature"
+        );
+        let hs = Keys::hs256(b"x", &AuthConfig::default())
+            .mint(&claims("c", None))
+            .unwrap();
+        assert!(keys.verify(&hs).is_err(), "an HS256 token is refused");
+        assert!(keys.mint(&claims("c", None)).unwrap_err().is_config());
+        std::fs::write(dir.join("public.pem"), "not a key").unwrap();
+        assert!(Keys::from_config(&cfg).unwrap_err().is_config());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn es256_public_keys_verify() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        public_key_round_trip(
+            Algorithm::ES256,
+            &key.serialize_pem(),
+            &key.public_key_pem(),
+            &other.serialize_pem(),
+        );
+    }
+
+    #[test]
+    fn rs256_public_keys_verify() {
+        // ring cannot generate RSA keys: openssl (which CI installs) does.
+        let gen = || {
+            let out = std::process::Command::new("openssl")
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                ])
+                .output()
+                .expect("openssl is installed (CI installs it)");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let (private, other) = (gen(), gen());
+        let mut child = std::process::Command::new("openssl")
+            .args(["pkey", "-pubout"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(private.as_bytes())
+            .unwrap();
+        let public = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+        public_key_round_trip(Algorithm::RS256, &private, &public, &other);
+    }
+
     #[test]
     fn dev_secret_is_created_once_and_reused() {
         let dir = std::env::temp_dir().join(format!("edgews-dev-secret-{}", std::process::id()));

@@ -18,8 +18,8 @@
 //!    `EDGEWS_RATE_LIMIT__BURST=80`. Lists are comma-separated
 //!    (`EDGEWS_ALLOWED_ORIGINS=https://a.example,https://b.example`) or a TOML
 //!    array. Variables in [`NON_CONFIG_ENV`] (`EDGEWS_LOG`, the log level)
-//!    are not config; any other `EDGEWS_*` variable that is not a key is an
-//!    error naming it;
+//!    are not config; an `EDGEWS_*` variable that is not a key but looks
+//!    like one (`EDGEWS_MAX_MESAGE_BYTES`) is an error naming it;
 //! 4. flags: `--listen`, `--workers`, `--profile` and `--set key=value`
 //!    (dotted keys for sections: `--set rate_limit.burst=80`), values
 //!    written as in the environment.
@@ -309,8 +309,16 @@ impl RoomServerConfig {
     }
 }
 
-/// `EDGEWS_*` environment variables that are not configuration keys.
-pub const NON_CONFIG_ENV: &[&str] = &["EDGEWS_LOG", "EDGEWS_WSTEST_HOME"];
+/// `EDGEWS_*` environment variables that are never configuration: the log
+/// level, and variables of the project's scripts and tests. Other `EDGEWS_*`
+/// variables are configuration when they look like it (see
+/// [`RoomServerConfig::load`]).
+pub const NON_CONFIG_ENV: &[&str] = &[
+    "EDGEWS_LOG",
+    "EDGEWS_WSTEST_HOME",
+    "EDGEWS_BIN",
+    "EDGEWS_SERVER_CPU",
+];
 
 /// The prefix of configuration environment variables.
 pub const ENV_PREFIX: &str = "EDGEWS_";
@@ -405,6 +413,12 @@ impl RoomServerConfig {
     /// The effective configuration: `file` (TOML) over the profile's
     /// defaults, then the `EDGEWS_*` variables of `env`, then `overrides`
     /// (`(dotted key, value)`, from flags), validated. See the module doc.
+    ///
+    /// An `EDGEWS_*` variable that is not a key is an error when it looks
+    /// like one: its first part is a key or section (`EDGEWS_RATE_LIMIT__TYPO`),
+    /// its first word starts a key (`EDGEWS_MAX_CONNS`), or it is within two
+    /// edits of a key (`EDGEWS_LISTN`). Others (`EDGEWS_BIN` of a test
+    /// script) are left alone, so tools can share the prefix.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -428,6 +442,10 @@ impl RoomServerConfig {
                 .split("__")
                 .map(str::to_ascii_lowercase)
                 .collect();
+            if !looks_like_config(&path, &schema) {
+                tracing::debug!(variable = %var, "not a config variable, ignored");
+                continue;
+            }
             set(&mut layers, &schema, &path, raw, Source::Env(var))?;
         }
         for (key, raw) in overrides {
@@ -710,6 +728,44 @@ fn check_keys(
     Ok(())
 }
 
+/// Every key of `schema` as an environment variable's tail (lowercase,
+/// `__` between a section and its key).
+fn env_keys(schema: &Table) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in schema {
+        match v {
+            Value::Table(t) => out.extend(t.keys().map(|kk| format!("{k}__{kk}"))),
+            _ => out.push(k.clone()),
+        }
+    }
+    out
+}
+
+/// See [`RoomServerConfig::load`].
+fn looks_like_config(path: &[String], schema: &Table) -> bool {
+    let Some(first) = path.first() else {
+        return false;
+    };
+    if schema.contains_key(first) {
+        return true;
+    }
+    let name = path.join("__");
+    let word = first.split('_').next().unwrap_or_default();
+    env_keys(schema)
+        .iter()
+        .any(|k| k.split('_').next() == Some(word) || strsim::levenshtein(&name, k) <= 2)
+}
+
+/// The key nearest to `name` (an environment variable's tail), for a hint.
+fn nearest_env_key(name: &str, schema: &Table) -> Option<String> {
+    env_keys(schema)
+        .into_iter()
+        .map(|k| (strsim::levenshtein(name, &k), k))
+        .filter(|(d, k)| *d <= k.len() / 2)
+        .min()
+        .map(|(_, k)| format!("{ENV_PREFIX}{}", k.to_ascii_uppercase()))
+}
+
 /// Sets `path` to `raw` (typed by the schema) in `layers`.
 fn set(
     layers: &mut Table,
@@ -726,9 +782,12 @@ fn set(
             _ => "sections and keys are separated by `.`, e.g. rate_limit.burst; see docs/config.md",
         };
         let msg = match src {
-            Source::Env(var) => {
-                format!("{var} is not a config variable: `{key}` is no key ({hint})")
-            }
+            Source::Env(var) => match nearest_env_key(&path.join("__"), schema) {
+                Some(near) => {
+                    format!("{var} is not a config variable: did you mean {near}? ({hint})")
+                }
+                None => format!("{var} is not a config variable: `{key}` is no key ({hint})"),
+            },
             _ => format!("unknown key `{key}` {src} ({hint})"),
         };
         ConfigError::new(Some(&key), msg)
@@ -991,6 +1050,23 @@ mod tests {
         assert!(e.to_string().contains("EDGEWS_MAX_MESAGE_BYTES"), "{e}");
         let e = load(None, &[("EDGEWS_RATE_LIMIT__TYPO", "1")], &[]).unwrap_err();
         assert!(e.to_string().contains("EDGEWS_RATE_LIMIT__TYPO"), "{e}");
+        let e = load(None, &[("EDGEWS_LISTN", "127.0.0.1:1")], &[]).unwrap_err();
+        assert!(e.to_string().contains("did you mean EDGEWS_LISTEN?"), "{e}");
+        let e = load(None, &[("EDGEWS_MAX_CONNS", "5")], &[]).unwrap_err();
+        assert!(e.to_string().contains("EDGEWS_MAX_CONNS"), "{e}");
+        // Variables of tools that share the prefix are not config.
+        let cfg = load(
+            None,
+            &[
+                ("EDGEWS_BIN", "target/debug/edgews"),
+                ("EDGEWS_SERVER_CPU", "0"),
+                ("EDGEWS_DEMO_USERS", "3"),
+                ("EDGEWS_LOG", "debug"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg, RoomServerConfig::default());
         let e = load(None, &[("EDGEWS_AUTH", "x")], &[]).unwrap_err();
         assert!(e.to_string().contains("section"), "{e}");
         let e = load(None, &[], &[("rate_limit.typo", "1")]).unwrap_err();

@@ -64,8 +64,9 @@ impl Status {
 /// One user, shared by all its connections.
 #[derive(Debug)]
 pub struct User {
-    /// The id followed by the display name, in one allocation.
-    text: Box<str>,
+    /// The id followed by the display name: inline up to 24 bytes (most
+    /// id + name pairs), so a user is one allocation.
+    text: compact_str::CompactString,
     id_len: u32,
     state: Mutex<UserState>,
 }
@@ -172,11 +173,11 @@ impl Directory {
     /// A user that is not (yet) in the directory: what a verified token
     /// names, kept in the session until its connection opens.
     pub fn detached(id: &str, name: &str) -> Arc<User> {
-        let mut text = String::with_capacity(id.len() + name.len());
+        let mut text = compact_str::CompactString::with_capacity(id.len() + name.len());
         text.push_str(id);
         text.push_str(name);
         Arc::new(User {
-            text: text.into_boxed_str(),
+            text,
             id_len: id.len() as u32,
             state: Mutex::default(),
         })
@@ -585,6 +586,15 @@ mod tests {
         assert_eq!(rooms, ["x", "y"]);
         assert_eq!(a.status(), Status::Away);
         assert_eq!(d.largest_rooms(1), vec![("y".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn a_user_is_one_small_allocation() {
+        let size = std::mem::size_of::<User>();
+        assert!(size <= 80, "User grew to {size} bytes");
+        let u = Directory::detached("load-12345", "Load 12345");
+        assert!(!u.text.is_heap_allocated(), "short id and name stay inline");
+        assert_eq!((u.id(), u.name()), ("load-12345", "Load 12345"));
     }
 
     #[test]

@@ -183,10 +183,9 @@ impl RoomHandler {
                 exclude_self,
             } => {
                 let Some(user) = conn
-                    .data()
-                    .room(room)
-                    .map(|_| ())
-                    .and(conn.data().user.clone())
+                    .is_member(room)
+                    .then(|| conn.data().user.clone())
+                    .flatten()
                 else {
                     return self.not_in_room(conn, id, room);
                 };
@@ -281,10 +280,9 @@ impl RoomHandler {
             } => self.who(conn, id, room, cursor, limit),
             Req::Typing { room } => {
                 let Some(user) = conn
-                    .data()
-                    .room(room)
-                    .map(|_| ())
-                    .and(conn.data().user.clone())
+                    .is_member(room)
+                    .then(|| conn.data().user.clone())
+                    .flatten()
                 else {
                     return self.not_in_room(conn, id, room);
                 };
@@ -299,6 +297,15 @@ impl RoomHandler {
                     conn.send_text(self.out.start("ack", id).str("room", room).finish());
                 }
             }
+        }
+    }
+
+    /// The directory entry of `room`, when this connection is a member.
+    fn joined(&self, conn: &C<'_, '_>, room: &str) -> Option<Arc<super::directory::Room>> {
+        if conn.is_member(room) {
+            self.shared.dir.room(room)
+        } else {
+            None
         }
     }
 
@@ -350,7 +357,7 @@ impl RoomHandler {
     }
 
     fn join(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
-        if let Some(r) = conn.data().room(room) {
+        if let Some(r) = self.joined(conn, room) {
             // Already in: the same answer again, no event.
             let members = r.count() as u64;
             let text = self
@@ -363,7 +370,7 @@ impl RoomHandler {
             return;
         }
         let cfg = &self.shared.cfg;
-        if conn.data().room_count() >= cfg.max_rooms_per_connection {
+        if conn.rooms().count() >= cfg.max_rooms_per_connection {
             let msg = format!(
                 "this connection is in {} rooms, the most allowed",
                 cfg.max_rooms_per_connection
@@ -383,7 +390,6 @@ impl RoomHandler {
             }
         };
         conn.subscribe(room);
-        conn.data_mut().rooms.push(joined.room.clone());
         if joined.first && self.member_events(joined.members) {
             let text = self
                 .event
@@ -404,10 +410,9 @@ impl RoomHandler {
     }
 
     fn leave(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
-        let Some(r) = conn.data().room(room).cloned() else {
+        let Some(r) = self.joined(conn, room) else {
             return self.not_in_room(conn, id, room);
         };
-        conn.data_mut().rooms.remove(|x| Arc::ptr_eq(x, &r));
         conn.unsubscribe(room);
         let members = self.left(conn, &r);
         let text = self
@@ -445,7 +450,7 @@ impl RoomHandler {
         cursor: Option<&str>,
         limit: Option<usize>,
     ) {
-        let Some(r) = conn.data().room(room).cloned() else {
+        let Some(r) = self.joined(conn, room) else {
             return self.not_in_room(conn, id, room);
         };
         let cfg = &self.shared.cfg;
@@ -641,8 +646,12 @@ impl Handler for RoomHandler {
         let Some(user) = conn.data().user.clone() else {
             return;
         };
-        let rooms = std::mem::take(&mut conn.data_mut().rooms);
-        for room in rooms.iter() {
+        // Still listed by the engine: it leaves them right after this.
+        let rooms: Vec<Arc<super::directory::Room>> = conn
+            .rooms()
+            .filter_map(|name| self.shared.dir.room(name))
+            .collect();
+        for room in &rooms {
             self.left(conn, room);
         }
         self.shared.dir.disconnect(&user, conn.id());
@@ -661,7 +670,12 @@ impl Handler for RoomHandler {
                 None => HttpResponse::text(503, "starting\n"),
             },
             "/dev/token" if self.shared.dev_tokens.load(Ordering::Relaxed) => self.dev_token(query),
-            _ => HttpResponse::not_found(),
+            _ => match super::assets::asset(path) {
+                // no-cache: a browser revalidates, so a new binary's page is seen at once.
+                Some((ty, body)) => HttpResponse::with_type(200, ty, body.to_vec())
+                    .header("Cache-Control", "no-cache"),
+                None => HttpResponse::not_found(),
+            },
         }
     }
 }

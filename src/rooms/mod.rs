@@ -3,6 +3,7 @@
 //! engine's public embedding API like any other application.
 //!
 //! - [`config`]: the one config struct, its layers and profiles.
+//! - [`assets`]: the embedded demo page and browser client (`web/`).
 //! - [`auth`]: JWT verification (HS256, RS256, ES256) and dev-mode tokens.
 //! - [`wire`]: parsing client requests (simd-json) and writing server messages.
 //! - [`codes`]: the stable error and close codes.
@@ -11,6 +12,7 @@
 //! - [`handler`]: the per-message chain: auth → limits → dispatch.
 //! - [`status`]: `/api/websocket/status`, metrics and health.
 
+pub mod assets;
 pub mod auth;
 pub mod codes;
 pub mod config;

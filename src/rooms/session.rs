@@ -1,9 +1,10 @@
 //! What the room server keeps per connection, inline in the engine's
-//! connection slot (no heap allocation for a connection in one room).
+//! connection slot. Its rooms are the engine's membership (`Conn::rooms`,
+//! `Conn::is_member`), not kept twice.
 
 use std::sync::Arc;
 
-use super::directory::{Few, Room, User};
+use super::directory::User;
 use super::limits::{Strikes, TokenBucket};
 
 /// One connection's state.
@@ -11,8 +12,6 @@ use super::limits::{Strikes, TokenBucket};
 pub struct Session {
     /// The authenticated user (`None` until a token was accepted).
     pub user: Option<Arc<User>>,
-    /// The rooms this connection joined.
-    pub(crate) rooms: Few<Arc<Room>>,
     /// When the token expires (Unix seconds, leeway included; 0: never).
     pub expires_at: u32,
     /// Role bits from the token (`auth::role`).
@@ -21,18 +20,6 @@ pub struct Session {
     pub bucket: TokenBucket,
     /// Rate-limited messages, for closing abusers.
     pub strikes: Strikes,
-}
-
-impl Session {
-    /// The joined room called `name`.
-    pub fn room(&self, name: &str) -> Option<&Arc<Room>> {
-        self.rooms.iter().find(|r| r.name() == name)
-    }
-
-    /// Rooms joined.
-    pub fn room_count(&self) -> usize {
-        self.rooms.len()
-    }
 }
 
 #[cfg(test)]
@@ -44,6 +31,6 @@ mod tests {
         let size = std::mem::size_of::<super::Session>();
         let slot = crate::runtime::connection_bytes::<super::Session>();
         println!("Session {size} B, engine slot with it {slot} B");
-        assert!(size <= 48, "Session grew to {size} bytes");
+        assert!(size <= 32, "Session grew to {size} bytes");
     }
 }

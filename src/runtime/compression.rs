@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::protocol::deflate::{DeflateParams, DeflatePolicy, Deflater, Inflater};
+use crate::protocol::deflate::{DeflateParams, DeflatePolicy, Deflater, InflateProgress, Inflater};
 use crate::protocol::handshake::Request;
 use crate::protocol::ProtocolError;
 
@@ -112,20 +112,44 @@ impl Compressors {
         }
     }
 
-    /// Inflates a compressed message of connection `key` into `out`.
-    pub fn inflate(
+    /// Inflates up to `slice` bytes of a compressed message of connection
+    /// `key` into `out` (see [`Inflater::inflate_some`]); true when done.
+    #[allow(clippy::too_many_arguments)]
+    pub fn inflate_some(
         &mut self,
         key: usize,
         byte: u8,
+        progress: &mut InflateProgress,
         payload: &[u8],
         out: &mut Vec<u8>,
         limit: usize,
-    ) -> Result<(), ProtocolError> {
-        let inflater = match self.dedicated.get_mut(&(key as u32)) {
+        slice: usize,
+    ) -> Result<bool, ProtocolError> {
+        self.inflater(key, byte)
+            .inflate_some(progress, payload, out, limit, slice)
+    }
+
+    /// The inflater of connection `key`: its own (dedicated) or the worker's.
+    pub fn inflater(&mut self, key: usize, byte: u8) -> &mut Inflater {
+        match self.dedicated.get_mut(&(key as u32)) {
             Some(pair) if byte & DEDICATED != 0 => pair.inflater(),
             _ => &mut self.shared_inflater,
-        };
-        inflater.inflate(payload, out, limit)
+        }
+    }
+
+    /// For a message that will be finished over several turns: the shared
+    /// inflater (mid-message) is handed over and replaced by a fresh one, so
+    /// other connections can go on inflating meanwhile. None for a
+    /// connection with its own inflater, which simply keeps it.
+    pub fn detach(&mut self, byte: u8) -> Option<Box<Inflater>> {
+        if byte & DEDICATED != 0 {
+            return None;
+        }
+        let fresh = Inflater::new(15, true);
+        Some(Box::new(std::mem::replace(
+            &mut self.shared_inflater,
+            fresh,
+        )))
     }
 
     /// Compresses a message for connection `key` into `scratch`, or returns

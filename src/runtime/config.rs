@@ -90,6 +90,14 @@ pub struct Config {
     pub close_timeout: Duration,
     /// On shutdown, how long to wait for connections to close before exiting. Default 10 s.
     pub shutdown_timeout: Duration,
+    /// Most bytes of buffered input one worker holds for all its connections
+    /// together: partial messages, inflated output in progress, request heads
+    /// split over reads. A connection whose input would push its worker past
+    /// it is closed with 1013 (try again later) and counted; the others are
+    /// not affected. `None` (default): a quarter of the machine's memory
+    /// divided among the workers, at least 64 MiB and at least twice
+    /// `max_message_bytes` (see [`Config::buffered_input_budget`]).
+    pub max_buffered_input_bytes: Option<usize>,
     /// Size of each worker's receive buffer, shared by all its connections. Default 256 KiB.
     pub receive_buffer_bytes: usize,
     /// permessage-deflate mode. Default off.
@@ -167,6 +175,7 @@ impl Default for Config {
             ping_interval: None,
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
+            max_buffered_input_bytes: None,
             receive_buffer_bytes: 256 << 10,
             compression: Compression::Off,
             compression_threshold_bytes: 256,
@@ -220,6 +229,8 @@ impl Config {
         close_timeout: Duration,
         /// Sets [`Config::shutdown_timeout`].
         shutdown_timeout: Duration,
+        /// Sets [`Config::max_buffered_input_bytes`].
+        max_buffered_input_bytes: Option<usize>,
         /// Sets [`Config::receive_buffer_bytes`].
         receive_buffer_bytes: usize,
         /// Sets [`Config::compression`].
@@ -236,6 +247,20 @@ impl Config {
         trusted_proxies: Vec<ipnet::IpNet>,
         /// Sets [`Config::app_status`].
         app_status: Option<std::sync::Arc<dyn AppStatus>>,
+    }
+
+    /// The buffered-input budget of each worker, in bytes:
+    /// [`Config::max_buffered_input_bytes`] or the default derived from the
+    /// machine's memory.
+    pub fn buffered_input_budget(&self) -> usize {
+        if let Some(b) = self.max_buffered_input_bytes {
+            return b;
+        }
+        let memory = super::memory::physical_memory_bytes().unwrap_or(4 << 30);
+        let share = usize::try_from(memory / 4 / self.workers.max(1) as u64).unwrap_or(usize::MAX);
+        share
+            .max(64 << 20)
+            .max(self.max_message_bytes.saturating_mul(2))
     }
 
     /// Checks that the values make sense together.
@@ -291,6 +316,14 @@ impl Config {
                 ));
             }
         }
+        if let Some(b) = self.max_buffered_input_bytes {
+            if b < self.max_message_bytes {
+                return bad(format!(
+                    "max_buffered_input_bytes ({b}) must be at least max_message_bytes ({})",
+                    self.max_message_bytes
+                ));
+            }
+        }
         if self.receive_buffer_bytes < 4096 {
             return bad("receive_buffer_bytes must be at least 4096".into());
         }
@@ -327,5 +360,28 @@ mod tests {
             .contains("ping_interval"));
         let c = Config::default().idle_timeout(Some(Duration::from_secs(40 * 86400)));
         assert!(c.validate().is_err());
+        let c = Config::default()
+            .max_message_bytes(1 << 20)
+            .max_buffered_input_bytes(Some(1 << 19));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_buffered_input_bytes"));
+    }
+
+    #[test]
+    fn input_budget_defaults_to_a_share_of_memory() {
+        let c = Config::default().workers(2).max_message_bytes(16 << 20);
+        let b = c.buffered_input_budget();
+        assert!(b >= 64 << 20, "{b}");
+        if let Some(mem) = super::super::memory::physical_memory_bytes() {
+            assert!(b as u64 <= (mem / 8).max(64 << 20), "{b} of {mem}");
+        }
+        // Never less than two messages at the limit.
+        let big = Config::default().workers(2).max_message_bytes(1 << 30);
+        assert!(big.buffered_input_budget() >= 2 << 30);
+        let c = c.max_buffered_input_bytes(Some(20 << 20));
+        assert_eq!(c.buffered_input_budget(), 20 << 20);
     }
 }

@@ -273,7 +273,8 @@ impl<D> Conn<'_, D> {
 
     /// True until the connection starts closing; sends are ignored after that.
     pub fn is_open(&self) -> bool {
-        self.core.phase == Phase::Open && !self.core.has(flag::CLOSE_REQUESTED)
+        self.core.phase == Phase::Open
+            && !self.core.has(flag::CLOSE_REQUESTED | flag::CLOSE_NOTIFIED)
     }
 
     /// Sends a text or binary message.
@@ -392,15 +393,22 @@ impl<D> Conn<'_, D> {
             .set(self.ctx.rooms.subscriptions() as u64);
     }
 
-    /// The rooms this connection is in.
+    /// The rooms this connection is in (also during
+    /// [`super::Handler::on_close`]: they are left right after it).
     pub fn rooms(&self) -> impl Iterator<Item = &str> + '_ {
         self.ctx.rooms.rooms_of(self.key as u32)
     }
 
+    /// True when this connection is a member of `room` (O(1)).
+    pub fn is_member(&self, room: &str) -> bool {
+        self.ctx.rooms.is_member(self.key as u32, room)
+    }
+
     /// Publishes to every member of `room` on every worker, this connection
-    /// included if it is a member. The message is framed once.
+    /// included if it is a member and still open. The message is framed once.
     pub fn publish(&mut self, room: &str, msg: Message<'_>) {
-        self.publish_inner(room, msg, None);
+        let me = (!self.is_open()).then(|| self.id());
+        self.publish_inner(room, msg, me);
     }
 
     /// Publishes to every member of `room` except this connection.

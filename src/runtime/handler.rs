@@ -50,8 +50,10 @@ pub trait Handler: Send + 'static {
     fn on_message(&mut self, conn: &mut Conn<'_, Self::Data>, msg: Message<'_>);
 
     /// The connection is closing; no more messages will arrive and sends to it
-    /// are ignored. Its rooms have already been left. Called exactly once for
-    /// every connection that was opened.
+    /// are ignored. [`Conn::rooms`] still lists its rooms, which it leaves
+    /// right after this returns; what is published from here reaches every
+    /// member but this connection. Called exactly once for every connection
+    /// that was opened.
     fn on_close(&mut self, conn: &mut Conn<'_, Self::Data>, close: CloseInfo<'_>) {
         let _ = (conn, close);
     }

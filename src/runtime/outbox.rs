@@ -1,10 +1,14 @@
 //! The write path: everything sent during one loop iteration is batched, and
 //! each connection gets one vectored write at the end of the iteration.
 //!
-//! - Small frames are copied (header and payload together) into one cork
-//!   buffer shared by all connections of the worker; large payloads get a
-//!   buffer of their own; broadcast frames are stored once in `shared` and
-//!   every member's segment only points at them (no copy, no refcount touch).
+//! - Frames are copied (header and payload together) into one cork buffer
+//!   shared by all connections of the worker; broadcast frames are stored
+//!   once in `shared` and every member's segment only points at them (no
+//!   copy, no refcount touch).
+//! - The cork is reused as soon as everything in it has been written, even
+//!   in the middle of a turn (a connection's replies go out right after its
+//!   read), so echo traffic keeps it at the size of one read's replies and a
+//!   turn that writes many megabytes neither grows it nor page-faults.
 //! - A connection's segments form a linked list through `segs`, so any number
 //!   of connections can interleave sends without allocating per message.
 //! - What the socket does not take stays in a [`WriteQueue`] that exists only
@@ -20,13 +24,15 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::protocol::{FrameHeader, OpCode};
 
-/// Payloads at least this big get their own buffer instead of the cork.
-const OWN_BUFFER_BYTES: usize = 64 << 10;
 /// Broadcast frames up to this size are copied into the cork (once per turn);
 /// larger ones are shared by reference.
 pub(crate) const STASH_MAX_BYTES: usize = 16 << 10;
-/// After an iteration the cork is shrunk back if it grew past this.
-const CORK_KEEP_BYTES: usize = 1 << 20;
+/// The cork is shrunk at the end of a turn in which it grew past this (a
+/// rare burst, e.g. one huge message); below it, it keeps its capacity until
+/// the worker releases spare memory ([`Outbox::release_spare`]).
+const CORK_KEEP_BYTES: usize = 8 << 20;
+/// What [`Outbox::release_spare`] leaves the cork.
+const CORK_SPARE_BYTES: usize = 64 << 10;
 /// Most buffers handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 const NONE: u32 = u32::MAX;
@@ -91,6 +97,9 @@ pub(crate) struct Outbox {
     segs: Vec<Seg>,
     batch: Vec<Batch>,
     slots: Vec<Slot>,
+    /// Entries of `batch` not yet written or forgotten: at 0 the cork, the
+    /// shared frames and the segments can be reused.
+    live: usize,
     /// Bytes taken by sockets since the last [`Outbox::take_written`].
     written: u64,
 }
@@ -149,6 +158,7 @@ impl Outbox {
         if let Some(slot) = self.slots.get_mut(key) {
             if slot.batch != NONE {
                 self.batch[slot.batch as usize].key = NONE;
+                self.live -= 1;
             }
             *slot = Slot {
                 batch: NONE,
@@ -188,31 +198,26 @@ impl Outbox {
         let mut head = [0u8; 14];
         let n = header.encode(&mut head);
         let control = opcode.is_control();
-        if payload.len() >= OWN_BUFFER_BYTES {
-            let mut own = Vec::with_capacity(n + payload.len());
-            own.extend_from_slice(&head[..n]);
-            own.extend_from_slice(payload);
-            let idx = self.share(Bytes::from(own));
-            self.push(key, Piece::Shared(idx), control, true);
-        } else {
-            let start = self.cork.len();
-            self.cork.extend_from_slice(&head[..n]);
-            self.cork.extend_from_slice(payload);
-            let len = (n + payload.len()) as u32;
-            self.push(
-                key,
-                Piece::Cork {
-                    start: start as u32,
-                    len,
-                },
-                control,
-                true,
-            );
-        }
+        self.reuse();
+        let start = self.cork.len();
+        self.cork.reserve(n + payload.len());
+        self.cork.extend_from_slice(&head[..n]);
+        self.cork.extend_from_slice(payload);
+        let len = (n + payload.len()) as u32;
+        self.push(
+            key,
+            Piece::Cork {
+                start: start as u32,
+                len,
+            },
+            control,
+            true,
+        );
     }
 
     /// Queues raw bytes (an HTTP response) for `key`.
     pub fn raw(&mut self, key: usize, bytes: &[u8]) {
+        self.reuse();
         let start = self.cork.len();
         self.cork.extend_from_slice(bytes);
         self.push(
@@ -230,6 +235,7 @@ impl Outbox {
     /// members with [`Outbox::stashed`]. Consecutive stashed frames are
     /// contiguous, so a member's frames of one turn merge into one buffer.
     pub fn stash(&mut self, frame: &[u8]) -> Stashed {
+        self.reuse();
         let start = self.cork.len() as u32;
         self.cork.extend_from_slice(frame);
         Stashed {
@@ -253,6 +259,7 @@ impl Outbox {
 
     /// Stores a ready frame once for this iteration; returns its index for [`Outbox::shared`].
     pub fn share(&mut self, frame: Bytes) -> u32 {
+        self.reuse();
         self.shared.push(frame);
         (self.shared.len() - 1) as u32
     }
@@ -260,6 +267,19 @@ impl Outbox {
     /// Queues the stored frame `idx` for `key` (broadcast: no copy).
     pub fn shared(&mut self, key: usize, idx: u32) {
         self.push(key, Piece::Shared(idx), false, true);
+    }
+
+    /// Starts over in the cork when everything in it has been written. Called
+    /// by every method that stores bytes, before storing them, and never
+    /// between storing and queueing: a [`Stashed`] frame or a shared index
+    /// stays valid until the connections it was queued for are written.
+    fn reuse(&mut self) {
+        if self.live == 0 && !self.batch.is_empty() {
+            self.cork.clear();
+            self.shared.clear();
+            self.segs.clear();
+            self.batch.clear();
+        }
     }
 
     fn push(&mut self, key: usize, piece: Piece, control: bool, frames: bool) {
@@ -301,6 +321,7 @@ impl Outbox {
         });
         if slot.batch == NONE {
             slot.batch = self.batch.len() as u32;
+            self.live += 1;
             self.batch.push(Batch {
                 key: key as u32,
                 head: seg,
@@ -322,15 +343,16 @@ impl Outbox {
         if slot.batch != NONE {
             self.batch[slot.batch as usize].key = NONE;
             slot.batch = NONE;
+            self.live -= 1;
         }
         if let Some(q) = slot.queue.as_mut() {
             q.discard_unstarted();
         }
     }
 
-    /// True when something was sent this iteration.
+    /// True when something sent this iteration is not written yet.
     pub fn has_batch(&self) -> bool {
-        !self.batch.is_empty()
+        self.live > 0
     }
 
     /// Keys with output this iteration, in first-send order; clears the list.
@@ -354,6 +376,7 @@ impl Outbox {
             segs,
             batch,
             slots,
+            live,
             written: total,
         } = self;
         let slot = &mut slots[key];
@@ -367,6 +390,7 @@ impl Outbox {
         let b = batch[slot.batch as usize];
         batch[slot.batch as usize].key = NONE;
         slot.batch = NONE;
+        *live -= 1;
         let piece_bytes = |p: Piece| -> &[u8] {
             match p {
                 Piece::Cork { start, len } => &cork[start as usize..(start + len) as usize],
@@ -494,11 +518,28 @@ impl Outbox {
     pub fn end_iteration(&mut self) {
         self.cork.clear();
         if self.cork.capacity() > CORK_KEEP_BYTES {
-            self.cork.shrink_to(64 << 10);
+            self.cork = Vec::new();
         }
         self.shared.clear();
         self.segs.clear();
         self.batch.clear();
+        self.live = 0;
+    }
+
+    /// Bytes of buffer capacity [`Outbox::release_spare`] would free.
+    pub fn spare_bytes(&self) -> usize {
+        self.cork.capacity().saturating_sub(CORK_SPARE_BYTES)
+    }
+
+    /// Gives back the cork's capacity beyond a small working size (called
+    /// when the worker has been quiet for a while after a burst).
+    pub fn release_spare(&mut self) {
+        if self.live == 0 && self.cork.capacity() > CORK_SPARE_BYTES {
+            self.cork = Vec::new();
+            self.shared = Vec::new();
+            self.segs = Vec::new();
+            self.batch = Vec::new();
+        }
     }
 }
 
@@ -824,6 +865,50 @@ mod tests {
         let mut expected = frames(&[&[1; 100]]);
         expected.extend_from_slice(&crate::protocol::server_frame(OpCode::Close, &[3, 232]));
         assert_eq!(s.data, expected);
+    }
+
+    #[test]
+    fn the_cork_is_reused_once_everything_in_it_is_written() {
+        // 100 connections, each answered with 16 KiB right after its read (as
+        // the worker does): the cork stays at one reply, not 1.6 MB per turn.
+        let mut ob = Outbox::default();
+        for key in 0..100 {
+            ob.open(key, 1);
+        }
+        let reply = vec![5u8; 16 << 10];
+        for key in 0..100 {
+            ob.frame(key, OpCode::Binary, false, &reply);
+            let mut s = sink(usize::MAX);
+            assert_eq!(ob.write_batch(key, &mut s).unwrap(), Flushed::All);
+            assert_eq!(s.data, frames(&[&reply]));
+        }
+        assert!(
+            ob.cork.capacity() < 2 * (reply.len() + 14),
+            "{}",
+            ob.cork.capacity()
+        );
+        // A batch still waiting keeps the cork: a stashed frame stays valid.
+        let b = ob.stash(&crate::protocol::server_frame(OpCode::Text, b"all"));
+        ob.stashed(1, b);
+        ob.frame(0, OpCode::Text, false, b"own");
+        ob.stashed(0, b);
+        let (mut s0, mut s1) = (sink(usize::MAX), sink(usize::MAX));
+        ob.write_batch(0, &mut s0).unwrap();
+        ob.frame(2, OpCode::Text, false, b"later");
+        ob.write_batch(1, &mut s1).unwrap();
+        let text = |parts: &[&[u8]]| -> Vec<u8> {
+            let mut v = Vec::new();
+            for p in parts {
+                v.extend_from_slice(&crate::protocol::server_frame(OpCode::Text, p));
+            }
+            v
+        };
+        assert_eq!(s0.data, text(&[b"own", b"all"]));
+        assert_eq!(s1.data, text(&[b"all"]));
+        let mut s2 = sink(usize::MAX);
+        ob.write_batch(2, &mut s2).unwrap();
+        assert_eq!(s2.data, text(&[b"later"]));
+        assert!(!ob.has_batch());
     }
 
     #[test]

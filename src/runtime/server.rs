@@ -49,8 +49,13 @@ impl<H: Handler> Server<H> {
     /// Binds `config.listen` once per worker and builds each worker's handler
     /// with `factory(worker_index)`. Nothing runs until [`Server::start`] or
     /// [`Server::run`]. Binding to port 0 picks a free port for all workers.
+    ///
+    /// On Linux with glibc, the first bind fixes malloc's mmap threshold at
+    /// 1 MiB for the whole process, so large freed buffers go back to the
+    /// system (glibc otherwise raises the threshold after each large free).
     pub fn bind(config: Config, mut factory: impl FnMut(usize) -> H) -> Result<Self, Error> {
         config.validate()?;
+        super::memory::tune_allocator();
         let admin = config
             .admin_listen
             .map(crate::http::admin::bind)

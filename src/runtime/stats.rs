@@ -173,6 +173,12 @@ pub struct WorkerStats {
     pub pings_sent: Counter,
     /// Connections closed for passing `max_queued_bytes`.
     pub queue_limit_closes: Counter,
+    /// Connections closed (1013) because their input would have pushed the
+    /// worker past its buffered-input budget.
+    pub input_budget_closes: Counter,
+    /// Bytes of buffered input held now (partial messages, inflation in
+    /// progress, split request heads).
+    pub buffered_input_bytes: Gauge,
     /// Room messages dropped for slow consumers.
     pub slow_consumer_drops: Counter,
     /// Connections closed as slow consumers.

@@ -19,6 +19,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::protocol::close::encode_close_payload;
+use crate::protocol::deflate::InflateProgress;
 use crate::protocol::handshake::{self, header_buf, server, HandshakeError};
 use crate::protocol::{
     CloseCode, Decoder, DecoderConfig, Event, Input, Message, OpCode, Parse, ProtocolError,
@@ -31,6 +32,8 @@ use super::connection::{
 };
 use super::handle::{Command, Link, ServerHandle};
 use super::handler::{CloseInfo, ConnId, Handler, Request};
+use super::inflation::{self, Inflation};
+use super::memory;
 use super::outbox::Outbox;
 use super::stats::{close_code_slot, RejectReason};
 use super::timer::{Expired, Millis, TimerWheel};
@@ -51,8 +54,15 @@ const READS_PER_TURN: usize = 4;
 /// The most connections a worker reserves table space for at start (the
 /// tables grow past it if needed).
 const MAX_RESERVED_CONNECTIONS: usize = 1 << 21;
-/// The buffer inflated messages land in is freed after use past this size.
-const INFLATED_KEEP_BYTES: usize = 1 << 20;
+/// Freeing a buffer at least this big counts towards handing memory back.
+const BIG_FREE_BYTES: usize = 64 << 10;
+/// Once this much was freed in big buffers, the worker hands free memory
+/// back to the system [`TRIM_DELAY_MS`] after the last big free.
+const TRIM_AFTER_FREED_BYTES: usize = 256 << 10;
+const TRIM_DELAY_MS: Millis = 500;
+/// Memory is also handed back after this many new connections (once they
+/// stop coming for [`TRIM_DELAY_MS`]).
+const TRIM_AFTER_OPENED: usize = 1024;
 
 pub(crate) struct Worker<H: Handler> {
     poll: Poll,
@@ -80,6 +90,25 @@ pub(crate) struct Worker<H: Handler> {
     /// Accepting failed for lack of file descriptors: retry on the next tick.
     accept_retry: bool,
     shutdown_deadline: Option<Millis>,
+    /// The most bytes of buffered input (partial messages, inflations in
+    /// progress, split request heads) this worker holds.
+    budget: usize,
+    /// Bytes of buffered input held now.
+    buffered: usize,
+    /// What each connection's decoder holds, as last counted into `buffered`
+    /// (only connections with a partial frame or message have an entry).
+    charged: HashMap<usize, usize>,
+    /// Compressed messages being inflated a slice per turn, by connection.
+    inflating: HashMap<usize, Box<Inflation>>,
+    inflating_keys: Vec<usize>,
+    /// Bytes freed in big buffers since memory was last handed back.
+    freed: usize,
+    /// When to hand free memory back to the system.
+    trim_at: Option<Millis>,
+    /// Connections opened since memory was last handed back: a burst of
+    /// them grows the handler's and the rooms' tables, whose old copies are
+    /// freed into the heap; once the burst is over they are handed back too.
+    opened_since_trim: usize,
 }
 
 impl<H: Handler> Worker<H> {
@@ -102,6 +131,7 @@ impl<H: Handler> Worker<H> {
         // costs no memory, and the tables never grow by copying (no latency
         // spike at each doubling, no freed old copy left resident).
         let capacity = cfg.max_connections.min(MAX_RESERVED_CONNECTIONS);
+        let budget = cfg.buffered_input_budget();
         Ok(Worker {
             poll,
             listener: Some(listener),
@@ -132,6 +162,14 @@ impl<H: Handler> Worker<H> {
             client_ips: Vec::new(),
             accept_retry: false,
             shutdown_deadline: None,
+            budget,
+            buffered: 0,
+            charged: HashMap::new(),
+            inflating: HashMap::new(),
+            inflating_keys: Vec::new(),
+            freed: 0,
+            trim_at: None,
+            opened_since_trim: 0,
         })
     }
 
@@ -168,9 +206,11 @@ impl<H: Handler> Worker<H> {
                     }
                 }
             }
+            self.inflations();
             self.timers();
             self.flush();
             self.resume_reads();
+            self.hand_back_memory();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || self.ctx.now >= deadline {
                     break;
@@ -185,10 +225,18 @@ impl<H: Handler> Worker<H> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.ctx.out.has_batch() || !self.ctx.closes.is_empty() || !self.resume.is_empty() {
+        if self.ctx.out.has_batch()
+            || !self.ctx.closes.is_empty()
+            || !self.resume.is_empty()
+            || !self.inflating.is_empty()
+        {
             return Some(Duration::ZERO);
         }
         let mut t = self.wheel.timeout(self.ctx.now);
+        if let Some(at) = self.trim_at {
+            let left = Duration::from_millis(at.saturating_sub(self.ctx.now));
+            t = Some(t.map_or(left, |t| t.min(left)));
+        }
         if self.accept_retry || self.shutdown_deadline.is_some() {
             let tick = Duration::from_millis(TICK_MS);
             t = Some(t.map_or(tick, |t| t.min(tick)));
@@ -298,6 +346,11 @@ impl<H: Handler> Worker<H> {
         });
         self.ctx.out.open(key, gen);
         self.set_client_ip(key, counted);
+        self.opened_since_trim += 1;
+        if self.opened_since_trim >= TRIM_AFTER_OPENED {
+            // Pushed back while the burst goes on: one trim after it.
+            self.trim_at = Some(self.ctx.now + TRIM_DELAY_MS);
+        }
         self.ctx.stats.connections_accepted.inc();
         self.ctx.stats.connections_open.set(self.conns.len() as u64);
         self.arm_timer(key);
@@ -395,7 +448,10 @@ impl<H: Handler> Worker<H> {
         let limit = self.ctx.cfg.backpressure_bytes;
         let mut reads = 0;
         while let Some(conn) = self.conns.get_mut(key) {
-            if conn.core.has(flag::READ_PAUSED) {
+            if conn.core.has(flag::READ_PAUSED)
+                || (!self.inflating.is_empty() && self.inflating.contains_key(&key))
+            {
+                // (A message being inflated over several turns also pauses input.)
                 conn.core.set(flag::READ_PENDING);
                 break;
             }
@@ -488,6 +544,7 @@ impl<H: Handler> Worker<H> {
 
     fn handshake_input(&mut self, key: usize, bytes: &mut [u8]) {
         let mut held = self.partial_heads.remove(&key).unwrap_or_default();
+        self.uncharge(held.capacity());
         let buf: &mut [u8] = if held.is_empty() {
             bytes
         } else {
@@ -503,7 +560,17 @@ impl<H: Handler> Worker<H> {
                 if held.is_empty() {
                     held = bytes.to_vec();
                 }
+                self.buffered += held.capacity();
                 self.partial_heads.insert(key, held);
+                if self.buffered > self.budget {
+                    self.ctx.stats.input_budget_closes.inc();
+                    tracing::debug!(
+                        worker = self.ctx.index,
+                        key,
+                        "input budget: request head dropped"
+                    );
+                    self.drop_conn(key);
+                }
                 return;
             }
             Err(e) => return self.refuse_handshake(key, &e),
@@ -652,7 +719,14 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// Decodes `bytes` of an open (or closing) connection, then counts what
+    /// its decoder holds against the worker's input budget.
     fn frames_input(&mut self, key: usize, bytes: &mut [u8]) {
+        self.decode_frames(key, bytes);
+        self.sync_charge(key);
+    }
+
+    fn decode_frames(&mut self, key: usize, bytes: &mut [u8]) {
         let dcfg = self.decoder_config(key);
         let mut input = Input::new(bytes);
         loop {
@@ -684,15 +758,45 @@ impl<H: Handler> Worker<H> {
             match event {
                 Event::Message(msg) => deliver(handler, key, core, data, ctx, open, msg),
                 Event::Compressed { binary, payload } => {
+                    if !open {
+                        // Closing: messages are no longer delivered, so not inflated either.
+                        continue;
+                    }
                     // RSV1 is refused by the decoder unless deflate was negotiated.
                     let byte = ctx.out.slot(key).deflate;
                     inflated.clear();
                     let limit = ctx.cfg.max_message_bytes;
-                    let msg = match ctx.deflate.inflate(key, byte, payload, inflated, limit) {
-                        Ok(()) if binary => Ok(Message::Binary(&inflated[..])),
-                        Ok(()) => simdutf8::basic::from_utf8(&inflated[..])
+                    let mut progress = InflateProgress::default();
+                    let slice = inflation::SLICE_BYTES;
+                    let done = ctx.deflate.inflate_some(
+                        key,
+                        byte,
+                        &mut progress,
+                        payload,
+                        inflated,
+                        limit,
+                        slice,
+                    );
+                    let msg = match done {
+                        Ok(true) if binary => Ok(Message::Binary(&inflated[..])),
+                        Ok(true) => simdutf8::basic::from_utf8(&inflated[..])
                             .map(Message::Text)
                             .map_err(|_| ProtocolError::invalid_utf8()),
+                        Ok(false) => {
+                            // Too big for one turn: go on in the next ones, and
+                            // keep what follows it for later.
+                            let job = Box::new(Inflation {
+                                binary,
+                                input: payload.to_vec(),
+                                progress,
+                                out: std::mem::take(inflated),
+                                own: ctx.deflate.detach(byte),
+                                rest: input.remaining().to_vec(),
+                                charged: 0,
+                            });
+                            self.start_inflation(key, job);
+                            return;
+                        }
                         Err(e) => Err(e),
                     };
                     match msg {
@@ -701,9 +805,6 @@ impl<H: Handler> Worker<H> {
                             self.fail(key, &e);
                             return;
                         }
-                    }
-                    if inflated.capacity() > INFLATED_KEEP_BYTES {
-                        *inflated = Vec::new();
                     }
                 }
                 Event::Ping(payload) => {
@@ -750,6 +851,272 @@ impl<H: Handler> Worker<H> {
         } else {
             self.conns[key].core.set(flag::DISCARD_INPUT);
         }
+        // Input is discarded from now on: free what was buffered for it.
+        self.release_input(key);
+    }
+
+    // ----- buffered input: the budget, inflating in slices -------------------
+
+    /// Counts what `key`'s decoder holds now into the worker's buffered
+    /// input; a connection whose growth takes the worker past its budget is
+    /// closed with 1013.
+    fn sync_charge(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let now = conn.decoder.buffered_bytes();
+        if now == 0 && self.charged.is_empty() {
+            return; // the common case: whole frames in every read
+        }
+        let old = if now == 0 {
+            self.charged.remove(&key).unwrap_or(0)
+        } else {
+            self.charged.insert(key, now).unwrap_or(0)
+        };
+        self.buffered = self.buffered + now - old;
+        if now > old && self.buffered > self.budget {
+            self.over_budget(key);
+        } else if old >= now + BIG_FREE_BYTES {
+            self.note_freed(old - now);
+        }
+    }
+
+    fn uncharge(&mut self, bytes: usize) {
+        self.buffered -= bytes;
+    }
+
+    /// `key`'s input would take the worker past its budget: close it with
+    /// 1013 and free what it holds. Other connections are not touched.
+    fn over_budget(&mut self, key: usize) {
+        self.ctx.stats.input_budget_closes.inc();
+        tracing::debug!(
+            worker = self.ctx.index,
+            key,
+            buffered = self.buffered,
+            budget = self.budget,
+            "input budget exceeded"
+        );
+        if self.is_phase(key, Phase::Open) {
+            self.start_close(
+                key,
+                CloseCode::TRY_AGAIN_LATER,
+                "server input buffers full",
+                false,
+                true,
+            );
+            self.release_input(key);
+        } else {
+            self.drop_conn(key);
+        }
+    }
+
+    /// Frees everything buffered for `key`'s input (its input is discarded
+    /// from now on, or the connection is going away).
+    fn release_input(&mut self, key: usize) {
+        if let Some(job) = self.inflating.remove(&key) {
+            self.uncharge(job.charged);
+            self.note_freed(job.charged);
+            self.recycle(job.out);
+            // Its input was paused for the job: read on (to see the peer's close).
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.core.has(flag::READ_PENDING))
+            {
+                self.resume.push(key);
+            }
+        }
+        if let Some(c) = self.charged.remove(&key) {
+            self.uncharge(c);
+            self.note_freed(c);
+        }
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.decoder.is_idle() {
+                conn.decoder = Decoder::new();
+            }
+        }
+    }
+
+    /// Parks a message that is inflated over the next turns.
+    fn start_inflation(&mut self, key: usize, mut job: Box<Inflation>) {
+        job.charged = job.bytes();
+        self.buffered += job.charged;
+        self.inflating.insert(key, job);
+        // The decoder's buffer was copied into the job: release it (decoding
+        // nothing ends the loan of the last message).
+        let dcfg = self.decoder_config(key);
+        if let Some(conn) = self.conns.get_mut(key) {
+            let _ = conn.decoder.decode(&mut Input::new(&mut []), &dcfg);
+        }
+        self.sync_charge(key);
+        if self.buffered > self.budget {
+            self.over_budget(key);
+        }
+    }
+
+    /// One slice of every message being inflated; finished ones are
+    /// delivered and their connection's input resumes.
+    fn inflations(&mut self) {
+        if self.inflating.is_empty() {
+            return;
+        }
+        let mut keys = std::mem::take(&mut self.inflating_keys);
+        keys.extend(self.inflating.keys().copied());
+        for &key in &keys {
+            let Some(mut job) = self.inflating.remove(&key) else {
+                continue;
+            };
+            self.uncharge(job.charged);
+            if !self.is_phase(key, Phase::Open) {
+                // Closed meanwhile: the message will not be delivered; what
+                // followed it may hold the peer's close frame.
+                self.note_freed(job.charged);
+                let mut rest = std::mem::take(&mut job.rest);
+                self.recycle(job.out);
+                if self.conns.contains(key) && !rest.is_empty() {
+                    self.input(key, &mut rest);
+                }
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.core.has(flag::READ_PENDING))
+                {
+                    self.resume.push(key);
+                }
+                continue;
+            }
+            let byte = self.ctx.out.slot(key).deflate;
+            let limit = self.ctx.cfg.max_message_bytes;
+            let Inflation {
+                input,
+                progress,
+                out,
+                own,
+                ..
+            } = &mut *job;
+            let inflater = match own {
+                Some(own) => own,
+                None => self.ctx.deflate.inflater(key, byte),
+            };
+            let done = inflater.inflate_some(progress, input, out, limit, inflation::SLICE_BYTES);
+            job.charged = job.bytes();
+            self.buffered += job.charged;
+            match done {
+                Ok(false) if self.buffered > self.budget => {
+                    self.inflating.insert(key, job);
+                    self.over_budget(key);
+                }
+                Ok(false) => {
+                    self.inflating.insert(key, job);
+                }
+                Ok(true) => {
+                    self.uncharge(job.charged);
+                    self.note_freed(job.charged);
+                    self.finish_inflation(key, *job);
+                }
+                Err(e) => {
+                    self.uncharge(job.charged);
+                    self.note_freed(job.charged);
+                    self.recycle(job.out);
+                    self.fail(key, &e);
+                }
+            }
+        }
+        keys.clear();
+        self.inflating_keys = keys;
+        self.settle();
+    }
+
+    /// Delivers an inflated message, then decodes what followed it.
+    fn finish_inflation(&mut self, key: usize, mut job: Inflation) {
+        let msg = if job.binary {
+            Ok(Message::Binary(&job.out))
+        } else {
+            simdutf8::basic::from_utf8(&job.out)
+                .map(Message::Text)
+                .map_err(|_| ProtocolError::invalid_utf8())
+        };
+        match msg {
+            Ok(msg) => {
+                let Worker {
+                    conns,
+                    handler,
+                    ctx,
+                    ..
+                } = &mut *self;
+                let Some(conn) = conns.get_mut(key) else {
+                    return;
+                };
+                let Connection { core, data, .. } = conn;
+                deliver(handler, key, core, data, ctx, true, msg);
+            }
+            Err(e) => {
+                self.recycle(job.out);
+                return self.fail(key, &e);
+            }
+        }
+        let mut rest = std::mem::take(&mut job.rest);
+        self.recycle(job.out);
+        self.settle();
+        if !rest.is_empty() && self.conns.contains(key) {
+            self.input(key, &mut rest);
+        }
+        // Input paused meanwhile resumes (unless another message took its place).
+        let pending = self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.core.has(flag::READ_PENDING) && !c.core.has(flag::READ_PAUSED));
+        if pending && !self.inflating.contains_key(&key) {
+            self.resume.push(key);
+        }
+    }
+
+    /// Keeps the output buffer of a finished inflation as the worker's
+    /// inflate buffer when it is the larger one: its pages are already
+    /// mapped, so the next large message (or bomb) does not page-fault its
+    /// way through 16 MiB again. It goes back to the system with the rest
+    /// once the worker has been quiet for [`TRIM_DELAY_MS`].
+    fn recycle(&mut self, mut out: Vec<u8>) {
+        if out.capacity() > self.inflated.capacity() {
+            out.clear();
+            self.inflated = out;
+        }
+    }
+
+    /// Notes freed big buffers: memory is handed back [`TRIM_DELAY_MS`]
+    /// after the last of them (so a steady stream of large messages reuses
+    /// the same memory instead of faulting it in again and again).
+    fn note_freed(&mut self, bytes: usize) {
+        if bytes < BIG_FREE_BYTES {
+            return;
+        }
+        self.freed += bytes;
+        if self.freed >= TRIM_AFTER_FREED_BYTES {
+            self.trim_at = Some(self.ctx.now + TRIM_DELAY_MS);
+        }
+    }
+
+    /// Hands free memory back to the system once it is due (after big
+    /// buffers were freed, and when the cork grew in a burst).
+    fn hand_back_memory(&mut self) {
+        self.ctx
+            .stats
+            .buffered_input_bytes
+            .set(self.buffered as u64);
+        let spare = self.ctx.out.spare_bytes() + self.inflated.capacity();
+        if spare >= TRIM_AFTER_FREED_BYTES && self.trim_at.is_none() {
+            self.trim_at = Some(self.ctx.now + TRIM_DELAY_MS);
+        }
+        match self.trim_at {
+            Some(at) if self.ctx.now >= at => {}
+            _ => return,
+        }
+        self.trim_at = None;
+        self.freed = 0;
+        self.opened_since_trim = 0;
+        self.ctx.out.release_spare();
+        self.inflated = Vec::new();
+        memory::release_free_memory();
     }
 
     fn queue_close(&mut self, key: usize, code: CloseCode, reason: &str) {
@@ -801,8 +1168,10 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// The connection leaves `Open`: leave its rooms, then tell the handler.
-    /// Runs at most once per connection, whatever path closes it.
+    /// The connection leaves `Open`: tell the handler (it can still list
+    /// the connection's rooms, and nothing it publishes reaches this
+    /// connection), then leave its rooms. Runs at most once per connection,
+    /// whatever path closes it.
     fn leave_open(&mut self, key: usize, code: CloseCode, reason: &str, by_peer: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -811,18 +1180,18 @@ impl<H: Handler> Worker<H> {
             return;
         }
         conn.core.set(flag::CLOSE_NOTIFIED);
-        self.ctx.rooms.leave_all(key as u32);
-        self.ctx.stats.rooms.set(self.ctx.rooms.len() as u64);
-        self.ctx
-            .stats
-            .subscriptions
-            .set(self.ctx.rooms.subscriptions() as u64);
         let info = CloseInfo {
             code,
             reason,
             by_peer,
         };
         self.with_conn(key, |h, c| h.on_close(c, info));
+        self.ctx.rooms.leave_all(key as u32);
+        self.ctx.stats.rooms.set(self.ctx.rooms.len() as u64);
+        self.ctx
+            .stats
+            .subscriptions
+            .set(self.ctx.rooms.subscriptions() as u64);
     }
 
     /// Runs `f` with the handler and a [`Conn`] for `key` (if it has data).
@@ -1097,8 +1466,11 @@ impl<H: Handler> Worker<H> {
                 false,
             );
         }
+        self.release_input(key);
         let conn = self.conns.remove(key);
-        self.partial_heads.remove(&key);
+        if let Some(head) = self.partial_heads.remove(&key) {
+            self.uncharge(head.capacity());
+        }
         if let Some(ip) = self.client_ips.get_mut(key).and_then(Option::take) {
             self.ctx.handle.shared.ips.release(ip);
         }

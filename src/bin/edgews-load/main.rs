@@ -24,6 +24,8 @@ use clap::{Args, Parser, Subcommand};
 
 use report::{round, sample, Report};
 use runner::Target;
+use scenario::session::{Plan, Session};
+use scenario::wire::{Rooms, Wire};
 use scenario::{Shared, Window};
 
 /// Load generator for WebSocket servers (loopback only).
@@ -37,44 +39,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Scenario {
     /// C connections echo S-byte messages, K in flight each: messages/s and latency.
-    Echo {
-        #[command(flatten)]
-        common: Common,
-        /// Message size in bytes.
-        #[arg(long, default_value_t = 16)]
-        size: usize,
-        /// Send binary messages (text otherwise).
-        #[arg(long)]
-        binary: bool,
-        /// Messages in flight per connection.
-        #[arg(long, default_value_t = 1)]
-        in_flight: usize,
-        /// Messages per second over all connections (0: each connection
-        /// sends again as soon as an echo is back). A fixed rate measures
-        /// every server's latency at the same throughput.
-        #[arg(long, default_value_t = 0.0)]
-        rate: f64,
-    },
+    Echo(EchoArgs),
     /// C subscribers in one room, P publishers: delivered messages/s and publish-to-receive latency.
-    Fanout {
-        #[command(flatten)]
-        common: Common,
-        /// Publisher connections (not members of the room).
-        #[arg(long, default_value_t = 1)]
-        publishers: usize,
-        /// Message payload size in bytes (at least ~30 for the header fields).
-        #[arg(long, default_value_t = 64)]
-        size: usize,
-        /// Publishes per second over all publishers (0: as fast as --in-flight allows).
-        #[arg(long, default_value_t = 0.0)]
-        rate: f64,
-        /// Publishes per thread not yet received back by that thread's first subscriber.
-        #[arg(long, default_value_t = 16)]
-        in_flight: usize,
-        /// Room name.
-        #[arg(long, default_value = "bench")]
-        room: String,
-    },
+    Fanout(FanoutArgs),
     /// Opening handshakes as fast as possible until C connections are open.
     Connect {
         #[command(flatten)]
@@ -85,30 +52,137 @@ enum Scenario {
     },
     /// Open C connections and hold them idle; with --server-pid, the server's
     /// resident memory per connection.
-    Idle {
+    Idle(IdleArgs),
+    /// Room server (wire protocol v1): C connections, each authenticated and
+    /// in a one-member room of its own, send `message` with an `id` and wait
+    /// for the `ack`: requests/s and latency to the ack.
+    RoomsEcho {
         #[command(flatten)]
-        common: Common,
-        /// Loopback source addresses to use (127.0.0.1, .2, ...), so C can pass one address's ports.
-        #[arg(long, default_value_t = 4)]
-        sources: u8,
-        /// Seconds to wait after the last connection opened before reading the server's memory.
-        #[arg(long, default_value_t = 2.0)]
-        settle: f64,
-        /// Before idling, each connection sends one text message of this many
-        /// bytes and waits for its echo (0: none). With `--deflate` against a
-        /// `dedicated` server, this makes the server build the connection's
-        /// compressor, to measure the memory of a connection in use.
-        #[arg(long, default_value_t = 0)]
-        hello: usize,
+        args: EchoArgs,
+        #[command(flatten)]
+        auth: RoomAuth,
     },
+    /// Room server: C members of one room and P publishers (members too)
+    /// sending `message` with `exclude_self`: deliveries/s and
+    /// publish-to-receive latency of the `data` each member reads back.
+    RoomsFanout {
+        #[command(flatten)]
+        args: FanoutArgs,
+        #[command(flatten)]
+        auth: RoomAuth,
+    },
+    /// Room server: C connections authenticate, join a room and hold; with
+    /// --server-pid, the server's resident memory per connection.
+    RoomsIdle {
+        #[command(flatten)]
+        args: IdleArgs,
+        #[command(flatten)]
+        auth: RoomAuth,
+        /// Connections per room (rooms `idle-0`, `idle-1`, ...); each join
+        /// sends `user_joined` to the members already there.
+        #[arg(long, default_value_t = 1)]
+        members_per_room: usize,
+    },
+}
+
+/// `echo` and `rooms-echo`.
+#[derive(Args, Debug, Clone)]
+struct EchoArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Message size in bytes (rooms: bytes of the `data` string).
+    #[arg(long, default_value_t = 16)]
+    size: usize,
+    /// Send binary messages (text otherwise; not with rooms).
+    #[arg(long)]
+    binary: bool,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    /// Messages per second over all connections (0: each connection
+    /// sends again as soon as an echo is back). A fixed rate measures
+    /// every server's latency at the same throughput.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+}
+
+/// `fanout` and `rooms-fanout`.
+#[derive(Args, Debug, Clone)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Publisher connections (pub-sub: not members of the room; rooms:
+    /// members that exclude themselves).
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Payload size in bytes (at least ~30 for the header fields; rooms:
+    /// bytes of the `data` string).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Publishes per second over all publishers (0: as fast as --in-flight allows).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Publishes per thread not yet received back by that thread's first subscriber.
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+    /// Room name.
+    #[arg(long, default_value = "bench")]
+    room: String,
+}
+
+/// `idle` and `rooms-idle`.
+#[derive(Args, Debug, Clone)]
+struct IdleArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Loopback source addresses to use (127.0.0.1, .2, ...), so C can pass one address's ports.
+    #[arg(long, default_value_t = 4)]
+    sources: u8,
+    /// Seconds to wait after the last connection opened before reading the server's memory.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// Before idling, each connection sends one text message of this many
+    /// bytes and waits for its echo (0: none). With `--deflate` against a
+    /// `dedicated` server, this makes the server build the connection's
+    /// compressor, to measure the memory of a connection in use.
+    #[arg(long, default_value_t = 0)]
+    hello: usize,
+}
+
+/// Who the room scenarios' connections are.
+#[derive(Args, Debug, Clone)]
+struct RoomAuth {
+    /// The room server's HS256 secret (`auth.hs256_secret`): the generator
+    /// mints every connection's token with it and sends it in-band
+    /// (`{"type":"auth","token":..}`) after the handshake.
+    #[arg(long)]
+    secret: String,
+    /// User ids are `<prefix><global connection number>`.
+    #[arg(long, default_value = "load-")]
+    user_prefix: String,
+    /// Connections that share one user id (1: a user per connection).
+    #[arg(long, default_value_t = 1)]
+    conns_per_user: usize,
+}
+
+impl RoomAuth {
+    fn plan(&self, rooms: Rooms) -> Plan {
+        Plan {
+            secret: self.secret.clone(),
+            user_prefix: self.user_prefix.clone(),
+            conns_per_user: self.conns_per_user.max(1),
+            rooms,
+        }
+    }
 }
 
 /// Options every scenario has.
 #[derive(Args, Debug, Clone)]
 struct Common {
     /// Server URL (ws://127.0.0.1:PORT/path); must be a loopback address.
-    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
-    url: String,
+    /// Default: ws://127.0.0.1:9001/, for rooms-* ws://127.0.0.1:8080/ws.
+    #[arg(long)]
+    url: Option<String>,
     /// Connections (subscribers for fanout).
     #[arg(long, short = 'c', default_value_t = 100)]
     connections: usize,
@@ -151,9 +225,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Parses `ws://` or `wss://host:port/path` and insists on a loopback address.
-fn target(common: &Common) -> Result<Target, String> {
-    let url = common.url.as_str();
+/// Parses `ws://` or `wss://host:port/path` and insists on a loopback
+/// address; `rooms`: the room server's default URL.
+fn target(common: &Common, rooms: bool) -> Result<Target, String> {
+    let url = match (&common.url, rooms) {
+        (Some(url), _) => url.as_str(),
+        (None, false) => "ws://127.0.0.1:9001/",
+        (None, true) => "ws://127.0.0.1:8080/ws",
+    };
     let (rest, secure) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
         (Some(r), _) => (r, false),
         (_, Some(r)) => (r, true),
@@ -291,208 +370,42 @@ fn run(scenario: Scenario) -> Result<(), String> {
     let clock = Instant::now();
     let shared = Arc::new(Shared::default());
     match scenario {
-        Scenario::Echo {
-            common,
-            size,
-            binary,
-            in_flight,
-            rate,
-        } => {
-            let target = target(&common)?;
-            let thread_rate = rate / common.threads.max(1) as f64;
-            raise_fd_limit();
-            let deadline = clock
-                + Duration::from_secs_f64(
-                    common.open_timeout + common.warmup + common.duration + 5.0,
-                );
-            let window_len = secs_ns(common.duration);
-            let threads: Vec<_> = split(common.connections, common.threads)
-                .into_iter()
-                .map(|(first, count)| {
-                    let (target, shared) = (target.clone(), shared.clone());
-                    let warmup = secs_ns(common.warmup);
-                    thread::spawn(move || {
-                        let opts = scenario::echo::Options {
-                            size,
-                            binary,
-                            in_flight,
-                            rate: thread_rate,
-                        };
-                        let mut echo = scenario::echo::Echo::new(
-                            count,
-                            opts,
-                            shared.clone(),
-                            warmup,
-                            window_len,
-                        );
-                        let mut counted = Counted(&mut echo, shared);
-                        runner::run(&target, first, count, 512, clock, deadline, &mut counted)
-                            .map(|_| echo)
-                    })
-                })
-                .collect();
-            wait_open(&shared, common.connections, common.open_timeout)?;
-            let start = clock.elapsed().as_nanos() as u64;
-            shared.start_ns.store(start, Ordering::Release);
-            let window = Window {
-                from: start + secs_ns(common.warmup),
-                to: start + secs_ns(common.warmup) + window_len,
+        Scenario::Echo(args) => run_echo(args, None, clock, shared),
+        Scenario::RoomsEcho { args, auth } => {
+            if args.binary {
+                return Err("rooms-echo: the room protocol is JSON text, not binary".into());
+            }
+            let rooms = Rooms {
+                name: "echo".into(),
+                per_room: 1,
             };
-            let (before, after) = sample_window(&common, clock, window);
-            let mut total = scenario::echo::Echo::new(
-                0,
-                scenario::echo::Options {
-                    size,
-                    binary,
-                    in_flight,
-                    rate: 0.0,
-                },
-                shared,
-                0,
-                0,
-            );
-            for t in threads {
-                let e = t
-                    .join()
-                    .map_err(|_| "a load thread panicked")?
-                    .map_err(|e| e.to_string())?;
-                total.merge(&e);
-            }
-            let secs = common.duration;
-            let mut r = Report::default();
-            r.set("scenario", "echo");
-            r.set("connections", common.connections);
-            r.set("size", size);
-            r.set("in_flight", in_flight);
-            if rate > 0.0 {
-                r.set("target_rate", rate);
-            }
-            r.set("msgs_per_s", round(total.received as f64 / secs, 0));
-            r.set("mb_per_s", round(total.bytes as f64 / secs / 1e6, 2));
-            r.latency(&total.latency);
-            r.server(before, after, total.received);
-            r.set("errors", total.closed + total.wrong);
-            r.print(common.json);
+            run_echo(args, Some(auth.plan(rooms)), clock, shared)
         }
-        Scenario::Fanout {
-            common,
-            publishers,
-            size,
-            rate,
-            in_flight,
-            room,
-        } => {
-            let target = target(&common)?;
-            raise_fd_limit();
-            let threads_n = common.threads.max(1);
-            let pub_split = split(publishers.max(1), threads_n);
-            let deadline = clock
-                + Duration::from_secs_f64(
-                    common.open_timeout + common.warmup + common.duration + 10.0,
-                );
-            let threads: Vec<_> = split(common.connections, threads_n)
-                .into_iter()
-                .zip(pub_split)
-                .map(|((first, subs), (first_pub, pubs))| {
-                    let (target, shared, room) = (target.clone(), shared.clone(), room.clone());
-                    let (warmup, duration) = (secs_ns(common.warmup), secs_ns(common.duration));
-                    let total_pubs = publishers.max(1);
-                    thread::spawn(move || {
-                        let layout = scenario::fanout::Layout {
-                            subs,
-                            pubs,
-                            first_pub,
-                            total_pubs,
-                        };
-                        let mut f = scenario::fanout::Fanout::new(
-                            &room,
-                            layout,
-                            size,
-                            rate,
-                            in_flight,
-                            warmup,
-                            duration,
-                            shared.clone(),
-                        );
-                        let mut counted = Counted(&mut f, shared);
-                        runner::run(
-                            &target,
-                            first + first_pub,
-                            subs + pubs,
-                            512,
-                            clock,
-                            deadline,
-                            &mut counted,
-                        )
-                        .map(|_| f)
-                    })
-                })
-                .collect();
-            wait_open(
-                &shared,
-                common.connections + publishers.max(1),
-                common.open_timeout,
-            )?;
-            // Everyone subscribed?
-            let end = Instant::now() + Duration::from_secs_f64(common.open_timeout);
-            while shared.synced.load(Ordering::Acquire) < common.connections {
-                if Instant::now() > end {
-                    return Err(format!(
-                        "only {} of {} subscribers saw a sync message",
-                        shared.synced.load(Ordering::Acquire),
-                        common.connections
-                    ));
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-            let start = clock.elapsed().as_nanos() as u64;
-            shared.start_ns.store(start, Ordering::Release);
-            let window = Window {
-                from: start + secs_ns(common.warmup),
-                to: start + secs_ns(common.warmup + common.duration),
+        Scenario::Fanout(args) => run_fanout(args, None, clock, shared),
+        Scenario::RoomsFanout { args, auth } => {
+            let rooms = Rooms {
+                name: args.room.clone(),
+                per_room: 0,
             };
-            let (before, after) = sample_window(&common, clock, window);
-            let mut parts = Vec::new();
-            for t in threads {
-                parts.push(
-                    t.join()
-                        .map_err(|_| "a load thread panicked")?
-                        .map_err(|e| e.to_string())?,
-                );
-            }
-            let mut latency = report::histogram();
-            let (mut published, mut delivered, mut bytes, mut missing, mut ooo, mut closed) =
-                (0, 0, 0, 0, 0, 0);
-            for p in &parts {
-                latency.add(&p.latency).map_err(|e| e.to_string())?;
-                published += p.published;
-                delivered += p.delivered;
-                bytes += p.delivered_bytes;
-                missing += p.missing;
-                ooo += p.out_of_order;
-                closed += p.closed;
-            }
-            let secs = common.duration;
-            let mut r = Report::default();
-            r.set("scenario", "fanout");
-            r.set("subscribers", common.connections);
-            r.set("publishers", publishers.max(1));
-            r.set("size", size);
-            r.set("publishes_per_s", round(published as f64 / secs, 0));
-            r.set("delivered_per_s", round(delivered as f64 / secs, 0));
-            r.set("mb_per_s", round(bytes as f64 / secs / 1e6, 2));
-            r.latency(&latency);
-            r.server(before, after, delivered);
-            r.set("missing", missing);
-            r.set("out_of_order", ooo);
-            r.set("errors", closed);
-            r.print(common.json);
+            run_fanout(args, Some(auth.plan(rooms)), clock, shared)
+        }
+        Scenario::Idle(args) => run_idle(args, None, clock, shared),
+        Scenario::RoomsIdle {
+            args,
+            auth,
+            members_per_room,
+        } => {
+            let rooms = Rooms {
+                name: "idle".into(),
+                per_room: members_per_room.max(1),
+            };
+            run_idle(args, Some(auth.plan(rooms)), clock, shared)
         }
         Scenario::Connect {
             common,
             concurrency,
         } => {
-            let target = target(&common)?;
+            let target = target(&common, false)?;
             raise_fd_limit();
             let deadline = clock + Duration::from_secs_f64(common.open_timeout);
             let before = common.server_pid.and_then(sample);
@@ -528,62 +441,323 @@ fn run(scenario: Scenario) -> Result<(), String> {
             r.set("handshakes_per_s", round(opened as f64 / secs.max(1e-9), 0));
             r.server(before, after, opened as u64);
             r.print(common.json);
-        }
-        Scenario::Idle {
-            common,
-            sources,
-            settle,
-            hello,
-        } => {
-            let mut target = target(&common)?;
-            let limit = raise_fd_limit();
-            if (common.connections as u64) + 64 > limit {
-                return Err(format!(
-                    "{} connections need more open files than this process's hard limit ({limit}); run several processes",
-                    common.connections
-                ));
-            }
-            target.sources = (1..=sources.max(1))
-                .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
-                .collect();
-            target.per_source = common.connections.div_ceil(target.sources.len()).max(1);
-            let before = common.server_pid.and_then(sample);
-            let hold = common.open_timeout + settle + common.duration;
-            let deadline = clock + Duration::from_secs_f64(hold);
-            let threads: Vec<_> = split(common.connections, common.threads)
-                .into_iter()
-                .map(|(first, count)| {
-                    let (target, shared) = (target.clone(), shared.clone());
-                    thread::spawn(move || {
-                        let mut idle = scenario::idle::Idle::new(shared, hello);
-                        runner::run(&target, first, count, 256, clock, deadline, &mut idle)
-                            .map(|_| idle)
-                    })
-                })
-                .collect();
-            let opened = wait_open(&shared, common.connections, common.open_timeout);
-            thread::sleep(Duration::from_secs_f64(settle));
-            let after = common.server_pid.and_then(sample);
-            let n = shared.opened.load(Ordering::Acquire);
-            let mut r = Report::default();
-            r.set("scenario", "idle");
-            r.set("connections", n);
-            if let (Some(b), Some(a)) = (before, after) {
-                r.set("server_rss_before_bytes", b.rss_bytes);
-                r.set("server_rss_after_bytes", a.rss_bytes);
-                let per = (a.rss_bytes as f64 - b.rss_bytes as f64) / n.max(1) as f64;
-                r.set("server_rss_per_conn_bytes", round(per, 1));
-            }
-            r.set("failed", shared.failed.load(Ordering::Acquire));
-            r.print(common.json);
-            // The connections stay open until the hold time is over.
-            for t in threads {
-                let _ = t.join();
-            }
-            opened?;
+            Ok(())
         }
     }
+}
+
+/// The wire a plan implies.
+fn wire_of(plan: &Option<Plan>) -> Wire {
+    plan.as_ref()
+        .map_or(Wire::Plain, |p| Wire::Rooms(p.rooms.clone()))
+}
+
+/// A thread's scenario failed to set up: the server's refusal, if it gave one.
+fn refusal<S>(sessions: &[Session<S>]) -> Option<String>
+where
+    S: runner::Scenario,
+{
+    sessions
+        .iter()
+        .find_map(|s| s.refused())
+        .map(|r| format!("the server refused a connection's set-up: {r}"))
+}
+
+/// `echo` and `rooms-echo`.
+fn run_echo(
+    args: EchoArgs,
+    plan: Option<Plan>,
+    clock: Instant,
+    shared: Arc<Shared>,
+) -> Result<(), String> {
+    let EchoArgs {
+        common,
+        size,
+        binary,
+        in_flight,
+        rate,
+    } = args;
+    let name = if plan.is_some() { "rooms-echo" } else { "echo" };
+    let target = target(&common, plan.is_some())?;
+    let thread_rate = rate / common.threads.max(1) as f64;
+    raise_fd_limit();
+    let deadline = clock
+        + Duration::from_secs_f64(common.open_timeout + common.warmup + common.duration + 5.0);
+    let window_len = secs_ns(common.duration);
+    let opts = scenario::echo::Options {
+        wire: wire_of(&plan),
+        size,
+        binary,
+        in_flight,
+        rate: thread_rate,
+    };
+    let threads: Vec<_> = split(common.connections, common.threads)
+        .into_iter()
+        .map(|(first, count)| {
+            let (target, shared, opts, plan) =
+                (target.clone(), shared.clone(), opts.clone(), plan.clone());
+            let warmup = secs_ns(common.warmup);
+            thread::spawn(move || {
+                let mut echo = scenario::echo::Echo::new(
+                    first,
+                    count,
+                    opts,
+                    shared.clone(),
+                    warmup,
+                    window_len,
+                );
+                let counted = Counted(&mut echo, shared.clone());
+                let mut session = Session::new(counted, plan, first, count, shared);
+                let run = runner::run(&target, first, count, 512, clock, deadline, &mut session);
+                let refused = refusal(std::slice::from_ref(&session));
+                drop(session);
+                run.map(|_| (echo, refused))
+            })
+        })
+        .collect();
+    let opened = wait_open(&shared, common.connections, common.open_timeout);
+    if let Err(e) = opened {
+        // Stop the threads and say why the server refused, if it did.
+        shared.start_ns.store(1, Ordering::Release);
+        let why = threads
+            .into_iter()
+            .filter_map(|t| t.join().ok()?.ok()?.1)
+            .next();
+        return Err(why.map_or(e.clone(), |w| format!("{e}; {w}")));
+    }
+    let start = clock.elapsed().as_nanos() as u64;
+    shared.start_ns.store(start, Ordering::Release);
+    let window = Window {
+        from: start + secs_ns(common.warmup),
+        to: start + secs_ns(common.warmup) + window_len,
+    };
+    let (before, after) = sample_window(&common, clock, window);
+    let mut total = scenario::echo::Echo::new(0, 0, opts, shared, 0, 0);
+    for t in threads {
+        let (e, _) = t
+            .join()
+            .map_err(|_| "a load thread panicked")?
+            .map_err(|e| e.to_string())?;
+        total.merge(&e);
+    }
+    let secs = common.duration;
+    let mut r = Report::default();
+    r.set("scenario", name);
+    r.set("connections", common.connections);
+    r.set("size", size);
+    r.set("in_flight", in_flight);
+    if rate > 0.0 {
+        r.set("target_rate", rate);
+    }
+    r.set("msgs_per_s", round(total.received as f64 / secs, 0));
+    r.set("mb_per_s", round(total.bytes as f64 / secs / 1e6, 2));
+    r.latency(&total.latency);
+    r.server(before, after, total.received);
+    r.set("errors", total.closed + total.wrong);
+    r.print(common.json);
     Ok(())
+}
+
+/// `fanout` and `rooms-fanout`.
+fn run_fanout(
+    args: FanoutArgs,
+    plan: Option<Plan>,
+    clock: Instant,
+    shared: Arc<Shared>,
+) -> Result<(), String> {
+    let FanoutArgs {
+        common,
+        publishers,
+        size,
+        rate,
+        in_flight,
+        room,
+    } = args;
+    let name = if plan.is_some() {
+        "rooms-fanout"
+    } else {
+        "fanout"
+    };
+    let target = target(&common, plan.is_some())?;
+    raise_fd_limit();
+    let threads_n = common.threads.max(1);
+    let pub_split = split(publishers.max(1), threads_n);
+    let deadline = clock
+        + Duration::from_secs_f64(common.open_timeout + common.warmup + common.duration + 10.0);
+    let wire = wire_of(&plan);
+    let threads: Vec<_> = split(common.connections, threads_n)
+        .into_iter()
+        .zip(pub_split)
+        .map(|((first, subs), (first_pub, pubs))| {
+            let (target, shared, room) = (target.clone(), shared.clone(), room.clone());
+            let (wire, plan) = (wire.clone(), plan.clone());
+            let (warmup, duration) = (secs_ns(common.warmup), secs_ns(common.duration));
+            let total_pubs = publishers.max(1);
+            thread::spawn(move || {
+                let layout = scenario::fanout::Layout {
+                    subs,
+                    pubs,
+                    first_pub,
+                    total_pubs,
+                };
+                let mut f = scenario::fanout::Fanout::new(
+                    wire,
+                    &room,
+                    layout,
+                    size,
+                    rate,
+                    in_flight,
+                    warmup,
+                    duration,
+                    shared.clone(),
+                );
+                let counted = Counted(&mut f, shared.clone());
+                let (first, count) = (first + first_pub, subs + pubs);
+                let mut session = Session::new(counted, plan, first, count, shared);
+                let run = runner::run(&target, first, count, 512, clock, deadline, &mut session);
+                let refused = refusal(std::slice::from_ref(&session));
+                drop(session);
+                run.map(|_| (f, refused))
+            })
+        })
+        .collect();
+    let opened = wait_open(
+        &shared,
+        common.connections + publishers.max(1),
+        common.open_timeout,
+    );
+    if let Err(e) = opened {
+        shared.start_ns.store(1, Ordering::Release);
+        let why = threads
+            .into_iter()
+            .filter_map(|t| t.join().ok()?.ok()?.1)
+            .next();
+        return Err(why.map_or(e.clone(), |w| format!("{e}; {w}")));
+    }
+    // Everyone subscribed?
+    let end = Instant::now() + Duration::from_secs_f64(common.open_timeout);
+    while shared.synced.load(Ordering::Acquire) < common.connections {
+        if Instant::now() > end {
+            return Err(format!(
+                "only {} of {} subscribers saw a sync message",
+                shared.synced.load(Ordering::Acquire),
+                common.connections
+            ));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let start = clock.elapsed().as_nanos() as u64;
+    shared.start_ns.store(start, Ordering::Release);
+    let window = Window {
+        from: start + secs_ns(common.warmup),
+        to: start + secs_ns(common.warmup + common.duration),
+    };
+    let (before, after) = sample_window(&common, clock, window);
+    let mut parts = Vec::new();
+    for t in threads {
+        parts.push(
+            t.join()
+                .map_err(|_| "a load thread panicked")?
+                .map_err(|e| e.to_string())?
+                .0,
+        );
+    }
+    let mut latency = report::histogram();
+    let (mut published, mut delivered, mut bytes, mut missing, mut ooo, mut closed) =
+        (0, 0, 0, 0, 0, 0);
+    for p in &parts {
+        latency.add(&p.latency).map_err(|e| e.to_string())?;
+        published += p.published;
+        delivered += p.delivered;
+        bytes += p.delivered_bytes;
+        missing += p.missing;
+        ooo += p.out_of_order;
+        closed += p.closed;
+    }
+    let secs = common.duration;
+    let mut r = Report::default();
+    r.set("scenario", name);
+    r.set("subscribers", common.connections);
+    r.set("publishers", publishers.max(1));
+    r.set("size", size);
+    r.set("publishes_per_s", round(published as f64 / secs, 0));
+    r.set("delivered_per_s", round(delivered as f64 / secs, 0));
+    r.set("mb_per_s", round(bytes as f64 / secs / 1e6, 2));
+    r.latency(&latency);
+    r.server(before, after, delivered);
+    r.set("missing", missing);
+    r.set("out_of_order", ooo);
+    r.set("errors", closed);
+    r.print(common.json);
+    Ok(())
+}
+
+/// `idle` and `rooms-idle`.
+fn run_idle(
+    args: IdleArgs,
+    plan: Option<Plan>,
+    clock: Instant,
+    shared: Arc<Shared>,
+) -> Result<(), String> {
+    let IdleArgs {
+        common,
+        sources,
+        settle,
+        hello,
+    } = args;
+    let name = if plan.is_some() { "rooms-idle" } else { "idle" };
+    let mut target = target(&common, plan.is_some())?;
+    let limit = raise_fd_limit();
+    if (common.connections as u64) + 64 > limit {
+        return Err(format!(
+            "{} connections need more open files than this process's hard limit ({limit}); run several processes",
+            common.connections
+        ));
+    }
+    target.sources = (1..=sources.max(1))
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+        .collect();
+    target.per_source = common.connections.div_ceil(target.sources.len()).max(1);
+    let before = common.server_pid.and_then(sample);
+    let hold = common.open_timeout + settle + common.duration;
+    let deadline = clock + Duration::from_secs_f64(hold);
+    let threads: Vec<_> = split(common.connections, common.threads)
+        .into_iter()
+        .map(|(first, count)| {
+            let (target, shared, plan) = (target.clone(), shared.clone(), plan.clone());
+            thread::spawn(move || {
+                let idle = scenario::idle::Idle::new(shared.clone(), hello);
+                let mut session = Session::new(idle, plan, first, count, shared);
+                let run = runner::run(&target, first, count, 256, clock, deadline, &mut session);
+                run.map(|_| refusal(std::slice::from_ref(&session)))
+            })
+        })
+        .collect();
+    let opened = wait_open(&shared, common.connections, common.open_timeout);
+    thread::sleep(Duration::from_secs_f64(settle));
+    let after = common.server_pid.and_then(sample);
+    let n = shared.opened.load(Ordering::Acquire);
+    let mut r = Report::default();
+    r.set("scenario", name);
+    r.set("connections", n);
+    if let (Some(b), Some(a)) = (before, after) {
+        r.set("server_rss_before_bytes", b.rss_bytes);
+        r.set("server_rss_after_bytes", a.rss_bytes);
+        let per = (a.rss_bytes as f64 - b.rss_bytes as f64) / n.max(1) as f64;
+        r.set("server_rss_per_conn_bytes", round(per, 1));
+    }
+    r.set("failed", shared.failed.load(Ordering::Acquire));
+    r.print(common.json);
+    // Hold the connections for the duration, then let the threads go.
+    thread::sleep(Duration::from_secs_f64(common.duration.max(0.0)));
+    shared.start_ns.store(1, Ordering::Release);
+    let mut why = None;
+    for t in threads {
+        if let Ok(Ok(Some(r))) = t.join() {
+            why.get_or_insert(r);
+        }
+    }
+    opened.map_err(|e| why.map_or(e.clone(), |w| format!("{e}; {w}")))
 }
 
 /// Sleeps until the window opens and closes, sampling the server at both ends.
@@ -611,29 +785,33 @@ mod tests {
 
     fn common(url: &str) -> Common {
         match Cli::parse_from(["edgews-load", "echo", "--url", url]).scenario {
-            Scenario::Echo { common, .. } => common,
+            Scenario::Echo(args) => args.common,
             _ => unreachable!("an echo command line"),
         }
     }
 
+    fn target_of(c: &Common) -> Result<Target, String> {
+        target(c, false)
+    }
+
     #[test]
     fn urls_must_be_loopback() {
-        let t = target(&common("ws://127.0.0.1:9001/chat")).unwrap();
+        let t = target_of(&common("ws://127.0.0.1:9001/chat")).unwrap();
         assert_eq!(
             (t.addr.port(), t.path.as_str(), t.host.as_str()),
             (9001, "/chat", "127.0.0.1:9001")
         );
         assert!(t.security.tls.is_none());
-        assert_eq!(target(&common("ws://127.0.0.1:80")).unwrap().path, "/");
-        assert!(target(&common("ws://10.0.0.1:9001/"))
+        assert_eq!(target_of(&common("ws://127.0.0.1:80")).unwrap().path, "/");
+        assert!(target_of(&common("ws://10.0.0.1:9001/"))
             .unwrap_err()
             .contains("loopback"));
-        assert!(target(&common("wss://127.0.0.1:9001/"))
+        assert!(target_of(&common("wss://127.0.0.1:9001/"))
             .unwrap()
             .security
             .tls
             .is_some());
-        assert!(target(&common("http://127.0.0.1:9001/")).is_err());
+        assert!(target_of(&common("http://127.0.0.1:9001/")).is_err());
     }
 
     #[test]

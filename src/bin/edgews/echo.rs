@@ -43,6 +43,13 @@ pub struct EchoArgs {
     /// Largest HTTP request head, in bytes; larger ones get 431.
     #[arg(long, default_value_t = 8 << 10)]
     max_header_size: usize,
+    /// Bytes of buffered input (partial messages, inflation in progress,
+    /// split request heads) each worker may hold for all its connections; a
+    /// connection that would pass it is closed with 1013. Default: a quarter
+    /// of the machine's memory divided among the workers (at least 64 MiB and
+    /// twice --max-message-size).
+    #[arg(long, value_name = "BYTES")]
+    max_buffered_input: Option<usize>,
     /// A connection's unsent bytes above which its input is paused and room
     /// messages follow --slow-consumer.
     #[arg(long, default_value_t = 1 << 20)]
@@ -100,6 +107,7 @@ impl EchoArgs {
             .listen(self.listen)
             .max_message_bytes(self.max_message_size)
             .max_header_bytes(self.max_header_size)
+            .max_buffered_input_bytes(self.max_buffered_input)
             .backpressure_bytes(self.backpressure)
             .max_queued_bytes(self.max_queue)
             .slow_consumer(match self.slow_consumer {

@@ -428,3 +428,53 @@ proptest! {
         let _ = run_cut(&data, &cuts, &cfg);
     }
 }
+
+#[test]
+fn message_buffers_are_sized_by_the_frame_not_by_doubling() {
+    let cfg = DecoderConfig {
+        max_message_bytes: 64 << 20,
+        allow_rsv1: false,
+    };
+    let buf_capacity =
+        |dec: &Decoder<Server>| dec.buffered_bytes() - std::mem::size_of::<Partial>();
+    let mut enc = Encoder::<Client>::new();
+    // 256 KiB in one frame, over 64 KiB reads: one buffer of exactly its size.
+    let payload = vec![3u8; 256 << 10];
+    let mut stream = Vec::new();
+    enc.frame(&mut stream, OpCode::Binary, &payload);
+    let mut dec = Decoder::<Server>::new();
+    let mut got = None;
+    for piece in stream.chunks_mut(64 << 10) {
+        let mut input = Input::new(piece);
+        if let Some(ev) = dec.decode(&mut input, &cfg).unwrap() {
+            got = Some(own(ev));
+            assert_eq!(buf_capacity(&dec), payload.len());
+        } else if !dec.is_idle() {
+            assert_eq!(
+                buf_capacity(&dec),
+                payload.len(),
+                "reserved at the first bytes"
+            );
+        }
+    }
+    assert_eq!(got, Some(Owned::Binary(payload)));
+    // 8 MiB in one frame: grows by doubling, and ends exactly at its size.
+    let payload = vec![4u8; 8 << 20];
+    let mut stream = Vec::new();
+    enc.frame(&mut stream, OpCode::Binary, &payload);
+    let mut dec = Decoder::<Server>::new();
+    let mut grows = 0;
+    let mut last = 0;
+    for piece in stream.chunks_mut(256 << 10) {
+        let mut input = Input::new(piece);
+        let done = dec.decode(&mut input, &cfg).unwrap().is_some();
+        let cap = buf_capacity(&dec);
+        grows += usize::from(cap != last);
+        last = cap;
+        assert!(cap <= payload.len());
+        if done {
+            assert_eq!(cap, payload.len());
+        }
+    }
+    assert!(grows <= 8, "{grows} reallocations");
+}

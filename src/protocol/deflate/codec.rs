@@ -111,7 +111,28 @@ impl Inflater {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), ProtocolError> {
-        let result = self.inflate_stream(message, out, limit);
+        let mut progress = InflateProgress::default();
+        let done = self.inflate_some(&mut progress, message, out, limit, usize::MAX)?;
+        debug_assert!(done, "an unbounded slice finishes the message");
+        Ok(())
+    }
+
+    /// Inflates the next part of `message`: stops once about `slice` more
+    /// bytes were appended to `out` and returns `Ok(false)`; call again with
+    /// the same `progress`, `message` and `out` to go on. Returns `Ok(true)`
+    /// when the message is complete. So a large message can be inflated a
+    /// slice per event-loop turn without holding up other connections.
+    /// Errors as for [`Inflater::inflate`]. Until the message is complete,
+    /// this inflater must not be used for another one.
+    pub fn inflate_some(
+        &mut self,
+        progress: &mut InflateProgress,
+        message: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+        slice: usize,
+    ) -> Result<bool, ProtocolError> {
+        let result = self.inflate_stream(progress, message, out, limit, slice);
         if result.is_err() {
             self.zlib.reset(false);
         }
@@ -120,45 +141,64 @@ impl Inflater {
 
     fn inflate_stream(
         &mut self,
+        p: &mut InflateProgress,
         message: &[u8],
         out: &mut Vec<u8>,
         limit: usize,
-    ) -> Result<(), ProtocolError> {
-        let start = out.len();
-        let mut input = message;
-        let mut tail_fed = false;
+        slice: usize,
+    ) -> Result<bool, ProtocolError> {
+        let start = *p.start.get_or_insert(out.len());
+        let stop = out.len().saturating_add(slice);
         loop {
-            if out.len() == out.capacity() {
-                let room = limit - (out.len() - start) + 1;
-                let grow = (out.len() - start).max(4096).min(room);
-                out.reserve_exact(grow);
+            if out.len() >= stop {
+                return Ok(false);
             }
+            // Room for doubling the output, within the limit (plus one byte,
+            // to notice a message that passes it) and within the slice. The
+            // room is zeroed and handed to zlib as a slice, so a call never
+            // writes more than that, whatever the buffer's spare capacity (a
+            // reused buffer may have a lot).
+            let len = out.len();
+            let room = limit - (len - start) + 1;
+            let want = (len - start).max(4096).min(room).min(stop - len);
+            if out.capacity() - len < want {
+                out.reserve_exact(want);
+            }
+            out.resize(len + want, 0);
+            let input = if p.tail_fed {
+                &TAIL[p.consumed..]
+            } else {
+                &message[p.consumed..]
+            };
             let (in_before, out_before) = (self.zlib.total_in(), self.zlib.total_out());
             let status = self
                 .zlib
-                .decompress_vec(input, out, FlushDecompress::Sync)
-                .map_err(|_| ProtocolError::inflate_failed())?;
-            input = &input[(self.zlib.total_in() - in_before) as usize..];
-            let produced = self.zlib.total_out() - out_before;
+                .decompress(input, &mut out[len..], FlushDecompress::Sync);
+            let used = (self.zlib.total_in() - in_before) as usize;
+            let produced = (self.zlib.total_out() - out_before) as usize;
+            out.truncate(len + produced);
+            let status = status.map_err(|_| ProtocolError::inflate_failed())?;
+            p.consumed += used;
+            let input_left = input.len() - used;
             if out.len() - start > limit {
                 return Err(ProtocolError::message_too_large(limit));
             }
             if status == Status::StreamEnd {
                 // The peer ended the stream (BFINAL): nothing may follow in this message.
-                if !input.is_empty() {
+                if input_left > 0 {
                     return Err(ProtocolError::inflate_failed());
                 }
                 self.zlib.reset(false);
-                return Ok(());
+                return Ok(true);
             }
-            let room_left = out.len() < out.capacity();
-            if input.is_empty() && room_left {
-                if tail_fed {
+            let room_left = produced < want;
+            if input_left == 0 && room_left {
+                if p.tail_fed {
                     break;
                 }
-                input = &TAIL;
-                tail_fed = true;
-            } else if produced == 0 && room_left && self.zlib.total_in() == in_before {
+                p.tail_fed = true;
+                p.consumed = 0;
+            } else if produced == 0 && room_left && used == 0 {
                 // No progress with input and room available: truncated or corrupt data.
                 return Err(ProtocolError::inflate_failed());
             }
@@ -166,8 +206,19 @@ impl Inflater {
         if self.no_context_takeover {
             self.zlib.reset(false);
         }
-        Ok(())
+        Ok(true)
     }
+}
+
+/// Where an [`Inflater::inflate_some`] of one message stands.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InflateProgress {
+    /// Input bytes used so far (of the message, then of the deflate tail).
+    consumed: usize,
+    /// The message is used up and the `00 00 FF FF` tail is being fed.
+    tail_fed: bool,
+    /// Length of the output buffer when the message started.
+    start: Option<usize>,
 }
 
 #[cfg(test)]
@@ -333,6 +384,53 @@ mod tests {
             .inflate(&fin, &mut out, 100)
             .unwrap();
         assert_eq!(out, b"abc");
+    }
+
+    #[test]
+    fn slices_give_the_same_result_and_stop_bombs() {
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i % 7) as u8 * (i / 100_000) as u8)
+            .collect();
+        let mut z = Vec::new();
+        Deflater::new(15, true).compress(&data, &mut z);
+        let mut i = Inflater::new(15, true);
+        // A reused buffer with room for everything: slices stay slices.
+        let (mut p, mut out, mut calls) =
+            (InflateProgress::default(), Vec::with_capacity(8 << 20), 0);
+        while !i
+            .inflate_some(&mut p, &z, &mut out, data.len(), 256 << 10)
+            .unwrap()
+        {
+            calls += 1;
+            assert!(
+                out.len() <= calls * (256 << 10) + (256 << 10),
+                "slice overrun"
+            );
+        }
+        assert!(calls >= 10, "{calls}");
+        assert!(out == data);
+        // The inflater is clean for the next message.
+        let mut again = Vec::new();
+        i.inflate(&z, &mut again, data.len()).unwrap();
+        assert!(again == data);
+        // A bomb fails at the limit, slice by slice.
+        let zeros = vec![0u8; 8 << 20];
+        let mut bomb = Vec::new();
+        Deflater::new(15, true).compress(&zeros, &mut bomb);
+        let (mut p, mut out) = (InflateProgress::default(), Vec::new());
+        let err = loop {
+            match i.inflate_some(&mut p, &bomb, &mut out, 4 << 20, 1 << 20) {
+                Ok(false) => {}
+                Ok(true) => panic!("a bomb past the limit was accepted"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.close_code(), CloseCode::MESSAGE_TOO_BIG);
+        assert!(
+            out.capacity() <= (4 << 20) + (1 << 20) + 1,
+            "{}",
+            out.capacity()
+        );
     }
 
     proptest! {

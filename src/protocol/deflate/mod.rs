@@ -2,7 +2,8 @@
 //!
 //! - [`negotiate`] picks the first acceptable offer from the client's
 //!   `Sec-WebSocket-Extensions` under a [`DeflatePolicy`] and gives the
-//!   [`DeflateParams`] and the answer header.
+//!   [`DeflateParams`] and the answer header; a client makes a
+//!   [`DeflateOffer`] and checks the server's answer with it.
 //! - [`Deflater`] and [`Inflater`] compress and inflate whole messages
 //!   (the decoder reassembles fragments first), the inflater with a hard
 //!   output limit so a decompression bomb costs no more than the message
@@ -19,5 +20,5 @@
 mod codec;
 mod negotiation;
 
-pub use codec::{Deflater, Inflater};
-pub use negotiation::{negotiate, DeflateParams, DeflatePolicy};
+pub use codec::{Deflater, InflateProgress, Inflater};
+pub use negotiation::{negotiate, DeflateOffer, DeflateParams, DeflatePolicy};

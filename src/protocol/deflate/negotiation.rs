@@ -1,5 +1,6 @@
-//! Negotiating permessage-deflate (RFC 7692 §5, §7.1) from the client's
-//! `Sec-WebSocket-Extensions` offers.
+//! Negotiating permessage-deflate (RFC 7692 §5, §7.1): the server picks
+//! from the client's `Sec-WebSocket-Extensions` offers ([`negotiate`]); the
+//! client makes one offer and checks the server's answer ([`DeflateOffer`]).
 //!
 //! Every offer is checked on its own: a parameter we do not know, one given
 //! twice, or a value out of range declines that offer only, and the next one
@@ -13,6 +14,8 @@
 
 use std::fmt::Write;
 
+use crate::protocol::handshake::HandshakeError;
+
 /// How the server wants to compress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeflatePolicy {
@@ -23,7 +26,9 @@ pub struct DeflatePolicy {
     pub max_window_bits: u8,
 }
 
-/// What was agreed for one connection.
+/// What was agreed for one connection. The names are those of RFC 7692:
+/// `server_*` is the server-to-client direction, `client_*` the other one,
+/// whichever side holds the value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeflateParams {
     /// We reset our compressor after every message.
@@ -109,6 +114,117 @@ fn accept(offer: &Offer, policy: DeflatePolicy) -> Option<(DeflateParams, String
         },
         answer,
     ))
+}
+
+/// The one permessage-deflate offer a client makes (RFC 7692 §7.1), and the
+/// check of the server's answer to it.
+///
+/// ```
+/// use edgews::protocol::deflate::DeflateOffer;
+/// let offer = DeflateOffer { client_max_window_bits: true, ..DeflateOffer::default() };
+/// assert_eq!(offer.header_value(), "permessage-deflate; client_max_window_bits");
+/// let p = offer.accept("permessage-deflate; client_max_window_bits=10").unwrap();
+/// assert_eq!((p.client_window_bits, p.server_window_bits), (10, 15));
+/// assert!(offer.accept("permessage-deflate; client_max_window_bits=8").is_err());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeflateOffer {
+    /// Ask the server to reset its compressor after every message
+    /// (`server_no_context_takeover`): no window for us to keep.
+    pub server_no_context_takeover: bool,
+    /// Announce that we reset our compressor after every message
+    /// (`client_no_context_takeover`). We then do so whatever the answer says.
+    pub client_no_context_takeover: bool,
+    /// Ask the server to compress with a window of at most `2^bits` bytes
+    /// (`server_max_window_bits`, 8–15).
+    pub server_max_window_bits: Option<u8>,
+    /// Let the server cap our window (`client_max_window_bits` without a value).
+    pub client_max_window_bits: bool,
+}
+
+impl DeflateOffer {
+    /// The `Sec-WebSocket-Extensions` value carrying this offer.
+    pub fn header_value(&self) -> String {
+        let mut v = String::from("permessage-deflate");
+        if self.server_no_context_takeover {
+            v.push_str("; server_no_context_takeover");
+        }
+        if self.client_no_context_takeover {
+            v.push_str("; client_no_context_takeover");
+        }
+        if let Some(bits) = self.server_max_window_bits {
+            let _ = write!(v, "; server_max_window_bits={bits}");
+        }
+        if self.client_max_window_bits {
+            v.push_str("; client_max_window_bits");
+        }
+        v
+    }
+
+    /// Checks the server's `Sec-WebSocket-Extensions` answer (every value of
+    /// the header, joined with `,`) and gives what was agreed.
+    ///
+    /// The answer must be exactly one permessage-deflate element with valid,
+    /// unrepeated parameters (RFC 7692 §5, §7.1): an extension we did not
+    /// offer, a `client_max_window_bits` we did not allow, a window larger
+    /// than we asked for, or a parameter we do not know fails the handshake.
+    /// `client_max_window_bits=8` is refused too: zlib cannot compress raw
+    /// deflate with a 256-byte window.
+    pub fn accept(&self, answer: &str) -> Result<DeflateParams, HandshakeError> {
+        let mut elements = split_outside_quotes::<','>(answer);
+        let element = elements
+            .next()
+            .ok_or(HandshakeError::extension("empty extension list"))?;
+        if elements.next().is_some() {
+            return Err(HandshakeError::extension("more than one extension"));
+        }
+        let name = split_outside_quotes::<';'>(element).next().unwrap_or("");
+        if !name.eq_ignore_ascii_case("permessage-deflate") {
+            return Err(HandshakeError::extension(
+                "an extension that was not offered",
+            ));
+        }
+        let answer = parse_offer(element).ok_or(HandshakeError::extension(
+            "invalid permessage-deflate parameters",
+        ))?;
+        let server_window_bits = match (answer.server_max_window_bits, self.server_max_window_bits)
+        {
+            (Some(got), Some(asked)) if got > asked => {
+                return Err(HandshakeError::extension(
+                    "server_max_window_bits larger than offered",
+                ))
+            }
+            (Some(got), _) => got,
+            // Without an answer the server may use any window: ours is the largest.
+            (None, _) => 15,
+        };
+        let client_window_bits = match answer.client_max_window_bits {
+            None => 15,
+            Some(_) if !self.client_max_window_bits => {
+                return Err(HandshakeError::extension(
+                    "client_max_window_bits that was not offered",
+                ))
+            }
+            Some(None) => {
+                return Err(HandshakeError::extension(
+                    "client_max_window_bits without a value",
+                ))
+            }
+            Some(Some(8)) => {
+                return Err(HandshakeError::extension(
+                    "client_max_window_bits=8 (zlib's smallest window is 9 bits)",
+                ))
+            }
+            Some(Some(bits)) => bits,
+        };
+        Ok(DeflateParams {
+            server_no_context_takeover: answer.server_no_context_takeover,
+            client_no_context_takeover: answer.client_no_context_takeover
+                || self.client_no_context_takeover,
+            server_window_bits,
+            client_window_bits,
+        })
+    }
 }
 
 /// Parses one `permessage-deflate; a; b=c` element; `None` for another
@@ -313,5 +429,79 @@ mod tests {
         let open = "permessage-deflate; server_max_window_bits=\"10, permessage-deflate";
         assert!(negotiate([open], SHARED).is_none());
         assert!(negotiate([""], SHARED).is_none());
+    }
+
+    const AUTOBAHN_CLIENT: DeflateOffer = DeflateOffer {
+        server_no_context_takeover: false,
+        client_no_context_takeover: true,
+        server_max_window_bits: None,
+        client_max_window_bits: true,
+    };
+
+    #[test]
+    fn client_offer_and_answers() {
+        assert_eq!(
+            AUTOBAHN_CLIENT.header_value(),
+            "permessage-deflate; client_no_context_takeover; client_max_window_bits"
+        );
+        let all = DeflateOffer {
+            server_no_context_takeover: true,
+            client_no_context_takeover: false,
+            server_max_window_bits: Some(10),
+            client_max_window_bits: false,
+        };
+        assert_eq!(
+            all.header_value(),
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=10"
+        );
+        // Our own server's answers are accepted by our client.
+        for policy in [SHARED, DEDICATED] {
+            let (want, answer) = negotiate([all.header_value().as_str()], policy).unwrap();
+            assert_eq!(all.accept(&answer).unwrap(), want);
+        }
+        // The hint holds whatever the answer says.
+        let p = AUTOBAHN_CLIENT.accept("permessage-deflate").unwrap();
+        assert!(p.client_no_context_takeover && !p.server_no_context_takeover);
+        assert_eq!((p.server_window_bits, p.client_window_bits), (15, 15));
+        let p = AUTOBAHN_CLIENT
+            .accept("Permessage-Deflate; client_max_window_bits=\"9\"; server_max_window_bits=12")
+            .unwrap();
+        assert_eq!((p.server_window_bits, p.client_window_bits), (12, 9));
+    }
+
+    #[test]
+    fn client_refuses_bad_answers() {
+        let plain = DeflateOffer::default();
+        for (offer, bad) in [
+            (plain, ""),
+            (plain, "x-webkit-deflate-frame"),
+            (plain, "permessage-deflate, permessage-deflate"),
+            (plain, "permessage-deflate; unknown"),
+            (
+                plain,
+                "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            ),
+            (plain, "permessage-deflate; server_max_window_bits=16"),
+            (plain, "permessage-deflate; client_max_window_bits=10"),
+            (
+                AUTOBAHN_CLIENT,
+                "permessage-deflate; client_max_window_bits",
+            ),
+            (
+                AUTOBAHN_CLIENT,
+                "permessage-deflate; client_max_window_bits=8",
+            ),
+            (
+                DeflateOffer {
+                    server_max_window_bits: Some(10),
+                    ..plain
+                },
+                "permessage-deflate; server_max_window_bits=11",
+            ),
+        ] {
+            let err = offer.accept(bad).unwrap_err();
+            assert_eq!(err.reason_label(), "server_response", "{bad}");
+            assert!(err.to_string().contains("Extensions"), "{bad}: {err}");
+        }
     }
 }

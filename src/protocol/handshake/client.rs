@@ -1,4 +1,5 @@
-//! The client side of the opening handshake (used by the load generator and tests).
+//! The client side of the opening handshake (used by [`crate::client`], the
+//! load generator and tests).
 //!
 //! ```
 //! use edgews::protocol::handshake::{accept_key, client};
@@ -54,7 +55,8 @@ pub fn write_request(out: &mut Vec<u8>, host: &str, path: &str, key: &str, extra
 pub struct Response {
     /// The subprotocol the server chose.
     pub protocol: Option<String>,
-    /// The extensions the server agreed to (raw header value).
+    /// The extensions the server agreed to: every `Sec-WebSocket-Extensions`
+    /// value, joined with `, ` (`None` when there is no such header).
     pub extensions: Option<String>,
 }
 
@@ -95,10 +97,25 @@ pub fn parse_response(buf: &[u8], key: &str) -> Result<Parse<(Response, usize)>,
     if get("sec-websocket-accept").map(str::as_bytes) != Some(&expected[..]) {
         return Err(HandshakeError::bad_accept());
     }
+    let mut extensions: Option<String> = None;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            let value = std::str::from_utf8(h.value)
+                .map_err(|_| HandshakeError::malformed("Sec-WebSocket-Extensions is not UTF-8"))?
+                .trim();
+            match extensions.as_mut() {
+                None => extensions = Some(value.to_owned()),
+                Some(all) => {
+                    all.push_str(", ");
+                    all.push_str(value);
+                }
+            }
+        }
+    }
     Ok(Parse::Complete((
         Response {
             protocol: get("sec-websocket-protocol").map(str::to_owned),
-            extensions: get("sec-websocket-extensions").map(str::to_owned),
+            extensions,
         },
         len,
     )))

@@ -27,6 +27,8 @@ enum Kind {
     Status(u16),
     BadAccept,
     NotUpgraded,
+    Extension(&'static str),
+    Subprotocol,
 }
 
 impl HandshakeError {
@@ -86,6 +88,16 @@ impl HandshakeError {
             kind: Kind::NotUpgraded,
         }
     }
+    pub(crate) fn subprotocol() -> Self {
+        Self {
+            kind: Kind::Subprotocol,
+        }
+    }
+    pub(crate) fn extension(what: &'static str) -> Self {
+        Self {
+            kind: Kind::Extension(what),
+        }
+    }
 
     /// The HTTP status a server answers this error with.
     pub fn status(&self) -> u16 {
@@ -108,7 +120,11 @@ impl HandshakeError {
             Kind::NoConnectionUpgrade => "connection_header",
             Kind::BadVersion => "ws_version",
             Kind::BadKey => "ws_key",
-            Kind::Status(_) | Kind::BadAccept | Kind::NotUpgraded => "server_response",
+            Kind::Status(_)
+            | Kind::BadAccept
+            | Kind::NotUpgraded
+            | Kind::Extension(_)
+            | Kind::Subprotocol => "server_response",
         }
     }
 }
@@ -139,6 +155,13 @@ impl fmt::Display for HandshakeError {
             Kind::BadAccept => f.write_str("server sent a wrong Sec-WebSocket-Accept"),
             Kind::NotUpgraded => {
                 f.write_str("server response lacks Upgrade: websocket / Connection: Upgrade")
+            }
+            Kind::Subprotocol => f.write_str("server chose a subprotocol that was not requested"),
+            Kind::Extension(what) => {
+                write!(
+                    f,
+                    "server's Sec-WebSocket-Extensions answer refused: {what}"
+                )
             }
         }
     }

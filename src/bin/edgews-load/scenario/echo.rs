@@ -7,6 +7,10 @@
 //! a queue until the next send is due (one every `1/rate` seconds), so every
 //! server is measured at the same throughput and latency compares fairly
 //! (it is still measured from the actual send).
+//!
+//! With the room wire (`rooms-echo`), each request is a `message` with an
+//! `id` to the connection's own one-member room; the reply counted is the
+//! `ack` (the room's `message` event, which the sender also gets, is not).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,14 +18,17 @@ use std::sync::Arc;
 use edgews::protocol::OpCode;
 use hdrhistogram::Histogram;
 
+use super::wire::Wire;
 use super::Shared;
 use crate::report::histogram;
 use crate::runner::{Io, Scenario};
 
 /// What each connection sends.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
-    /// Message size in bytes.
+    /// The protocol.
+    pub wire: Wire,
+    /// Message size in bytes (for rooms: of the `data` string).
     pub size: usize,
     /// Binary messages (text otherwise).
     pub binary: bool,
@@ -33,7 +40,11 @@ pub struct Options {
 
 pub struct Echo {
     opcode: OpCode,
-    payload: Vec<u8>,
+    wire: Wire,
+    /// Bytes of filler each request carries.
+    size: usize,
+    /// Each connection's request.
+    requests: Vec<Vec<u8>>,
     in_flight: usize,
     shared: Arc<Shared>,
     warmup_ns: u64,
@@ -54,8 +65,10 @@ pub struct Echo {
 
 impl Echo {
     /// Measures from `warmup_ns` after the shared start time (set once all
-    /// connections are open) for `duration_ns`.
+    /// connections are open) for `duration_ns`. The connections' global ids
+    /// start at `first`.
     pub fn new(
+        first: usize,
         conns: usize,
         opts: Options,
         shared: Arc<Shared>,
@@ -63,6 +76,7 @@ impl Echo {
         duration_ns: u64,
     ) -> Echo {
         let Options {
+            wire,
             size,
             binary,
             in_flight,
@@ -70,7 +84,11 @@ impl Echo {
         } = opts;
         Echo {
             opcode: if binary { OpCode::Binary } else { OpCode::Text },
-            payload: vec![b'e'; size],
+            requests: (0..conns)
+                .map(|id| wire.request(first + id, &vec![b'e'; size]))
+                .collect(),
+            wire,
+            size,
             in_flight: in_flight.max(1),
             shared,
             warmup_ns,
@@ -131,7 +149,7 @@ impl Echo {
     }
 
     fn send(&mut self, io: &mut Io<'_>, id: usize, now: u64) {
-        io.send(id, self.opcode, &self.payload);
+        io.send(id, self.opcode, &self.requests[id]);
         self.sent_at[id].push_back(now);
     }
 }
@@ -148,11 +166,14 @@ impl Scenario for Echo {
     }
 
     fn on_message(&mut self, io: &mut Io<'_>, id: usize, payload: &[u8], now: u64) {
+        let Some(right) = self.wire.reply(payload, self.size) else {
+            return;
+        };
         let Some(sent) = self.sent_at[id].pop_front() else {
             self.wrong += 1;
             return;
         };
-        if payload.len() != self.payload.len() {
+        if !right {
             self.wrong += 1;
         }
         let window = self.window();

@@ -1,7 +1,11 @@
 //! `fanout`: C subscribers in one room, P publishers, messages of S bytes.
 //!
-//! Uses the server's text pub-sub protocol: `sub:<room>` joins,
-//! `pub:<room>:<payload>` publishes. Publishers are not members.
+//! Speaks the server's text pub-sub protocol (`sub:<room>` joins,
+//! `pub:<room>:<payload>` publishes; publishers are not members) or, as
+//! `rooms-fanout`, the room server's: every connection is a member (joined
+//! during set-up), publishers send `message` with `exclude_self` and the
+//! payload below as `data`, subscribers read it back out of the `message`
+//! event ([`super::wire`]).
 //!
 //! 1. Subscribers join; publishers send `sync` messages every 20 ms until
 //!    every subscriber (on every thread) has seen one, so all are subscribed;
@@ -20,11 +24,13 @@ use std::sync::Arc;
 use edgews::protocol::OpCode;
 use hdrhistogram::Histogram;
 
+use super::wire::Wire;
 use super::Shared;
 use crate::report::histogram;
 use crate::runner::{Io, Scenario};
 
 pub struct Fanout {
+    wire: Wire,
     room: String,
     subs: usize,
     pubs: usize,
@@ -66,6 +72,7 @@ pub struct Layout {
 impl Fanout {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        wire: Wire,
         room: &str,
         layout: Layout,
         size: usize,
@@ -82,6 +89,7 @@ impl Fanout {
             total_pubs,
         } = layout;
         Fanout {
+            wire,
             room: room.to_owned(),
             subs,
             pubs,
@@ -115,16 +123,23 @@ impl Fanout {
         (from, from + self.duration_ns)
     }
 
-    /// Builds `pub:<room>:<publisher>:<seq>:<ts>:` padded so the delivered
-    /// payload (after `pub:<room>:`) is `size` bytes.
+    /// Builds a publish of `<publisher>:<seq>:<ts>:` padded so the
+    /// delivered payload is `size` bytes.
     fn message(&mut self, publisher: usize, seq: u64, now: u64) {
-        self.buf.clear();
-        let _ = write!(self.buf, "pub:{}:", self.room);
+        self.wire.start_publish(&mut self.buf, &self.room);
         let prefix = self.buf.len();
         let _ = write!(self.buf, "{publisher}:{seq}:{now}:");
         while self.buf.len() - prefix < self.size {
             self.buf.push(b'x');
         }
+        self.wire.end_publish(&mut self.buf);
+    }
+
+    /// Builds a `sync` publish.
+    fn sync(&mut self) {
+        self.wire.start_publish(&mut self.buf, &self.room);
+        self.buf.extend_from_slice(b"sync");
+        self.wire.end_publish(&mut self.buf);
     }
 }
 
@@ -142,8 +157,9 @@ impl Scenario for Fanout {
     fn on_open(&mut self, io: &mut Io<'_>, id: usize, _now: u64) {
         self.open[id] = true;
         if id < self.subs {
-            let msg = format!("sub:{}", self.room);
-            io.send(id, OpCode::Text, msg.as_bytes());
+            if let Some(msg) = self.wire.subscribe(&self.room) {
+                io.send(id, OpCode::Text, &msg);
+            }
         }
     }
 
@@ -151,6 +167,9 @@ impl Scenario for Fanout {
         if id >= self.subs {
             return;
         }
+        let Some(payload) = self.wire.delivery(payload) else {
+            return;
+        };
         if payload == b"sync" {
             if !self.synced[id] {
                 self.synced[id] = true;
@@ -201,8 +220,8 @@ impl Scenario for Fanout {
                 && now.saturating_sub(self.last_sync_ns) > 20_000_000
             {
                 self.last_sync_ns = now;
-                let msg = format!("pub:{}:sync", self.room);
-                io.send(self.subs, OpCode::Text, msg.as_bytes());
+                self.sync();
+                io.send(self.subs, OpCode::Text, &self.buf);
             }
             return true;
         }
@@ -261,11 +280,13 @@ mod tests {
             first_pub: 3,
             total_pubs: 4,
         };
-        let mut f = Fanout::new("room", layout, 64, 0.0, 1, 0, 1, shared);
+        let mut f = Fanout::new(Wire::Plain, "room", layout, 64, 0.0, 1, 0, 1, shared);
         f.message(3, 17, 123_456_789);
         let delivered = &f.buf["pub:room:".len()..];
         assert_eq!(delivered.len(), 64);
         assert_eq!(parse(delivered), Some((3, 17, 123_456_789)));
+        f.sync();
+        assert_eq!(f.buf, b"pub:room:sync");
         assert_eq!(parse(b"sync"), None);
         assert_eq!(parse(b"1:2:x:"), None);
     }
