@@ -75,13 +75,27 @@ impl RoomHandler {
         conn.send_text(wire::error(&mut self.out, id, code, msg));
     }
 
-    fn auth_failed(&self, e: &AuthError) {
-        let reason = if e.is_expired() {
-            AuthFailure::Expired
+    /// Counts a refused token and returns the error code that tells the
+    /// client why (`token_expired` or `unauthorized`).
+    fn auth_failed(&self, e: &AuthError) -> ErrorCode {
+        let (reason, code) = if e.is_expired() {
+            (AuthFailure::Expired, ErrorCode::TokenExpired)
         } else {
-            AuthFailure::Invalid
+            (AuthFailure::Invalid, ErrorCode::Unauthorized)
         };
         self.metrics().auth_failures[reason as usize].inc();
+        code
+    }
+
+    /// `{"type":"ack","id":..,"room":..,"members":..}`: the answer to join and leave.
+    fn ack_members(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str, members: u64) {
+        let text = self
+            .out
+            .start("ack", id)
+            .str("room", room)
+            .num("members", members)
+            .finish();
+        conn.send_text(text);
     }
 
     /// Accepts a verified token on this connection: registers the user
@@ -152,12 +166,7 @@ impl RoomHandler {
             Req::Auth { token } if !authed => match self.shared.keys.verify(token) {
                 Ok(claims) => self.authenticate(conn, &claims, id),
                 Err(e) => {
-                    self.auth_failed(&e);
-                    let code = if e.is_expired() {
-                        ErrorCode::TokenExpired
-                    } else {
-                        ErrorCode::Unauthorized
-                    };
+                    let code = self.auth_failed(&e);
                     self.error(conn, id, code, &e.to_string());
                     conn.close(CLOSE_UNAUTHORIZED, "authentication failed");
                 }
@@ -324,12 +333,7 @@ impl RoomHandler {
         let claims = match self.shared.keys.verify(token) {
             Ok(c) => c,
             Err(e) => {
-                self.auth_failed(&e);
-                let code = if e.is_expired() {
-                    ErrorCode::TokenExpired
-                } else {
-                    ErrorCode::Unauthorized
-                };
+                let code = self.auth_failed(&e);
                 return self.error(conn, id, code, &e.to_string());
             }
         };
@@ -359,14 +363,7 @@ impl RoomHandler {
     fn join(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
         if let Some(r) = self.joined(conn, room) {
             // Already in: the same answer again, no event.
-            let members = r.count() as u64;
-            let text = self
-                .out
-                .start("ack", id)
-                .str("room", room)
-                .num("members", members)
-                .finish();
-            conn.send_text(text);
+            self.ack_members(conn, id, room, r.count() as u64);
             return;
         }
         let cfg = &self.shared.cfg;
@@ -400,13 +397,7 @@ impl RoomHandler {
                 .finish();
             conn.publish_others(room, Message::Text(text));
         }
-        let text = self
-            .out
-            .start("ack", id)
-            .str("room", room)
-            .num("members", joined.members as u64)
-            .finish();
-        conn.send_text(text);
+        self.ack_members(conn, id, room, joined.members as u64);
     }
 
     fn leave(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
@@ -415,13 +406,7 @@ impl RoomHandler {
         };
         conn.unsubscribe(room);
         let members = self.left(conn, &r);
-        let text = self
-            .out
-            .start("ack", id)
-            .str("room", room)
-            .num("members", members)
-            .finish();
-        conn.send_text(text);
+        self.ack_members(conn, id, room, members);
     }
 
     /// The directory side of leaving `room`, and `user_left` when this was
@@ -553,12 +538,7 @@ impl Handler for RoomHandler {
                     });
                 }
                 Err(e) => {
-                    self.auth_failed(&e);
-                    let code = if e.is_expired() {
-                        ErrorCode::TokenExpired
-                    } else {
-                        ErrorCode::Unauthorized
-                    };
+                    let code = self.auth_failed(&e);
                     return Err(json_reject(401, code, &e.to_string()));
                 }
             }
