@@ -191,11 +191,7 @@ impl RoomHandler {
                 data,
                 exclude_self,
             } => {
-                let Some(user) = conn
-                    .is_member(room)
-                    .then(|| conn.data().user.clone())
-                    .flatten()
-                else {
+                let Some(user) = member(conn, room) else {
                     return self.not_in_room(conn, id, room);
                 };
                 let ts = unix_ms();
@@ -288,11 +284,7 @@ impl RoomHandler {
                 limit,
             } => self.who(conn, id, room, cursor, limit),
             Req::Typing { room } => {
-                let Some(user) = conn
-                    .is_member(room)
-                    .then(|| conn.data().user.clone())
-                    .flatten()
-                else {
+                let Some(user) = member(conn, room) else {
                     return self.not_in_room(conn, id, room);
                 };
                 let text = self
@@ -756,6 +748,15 @@ impl RoomHandler {
                 wire::http_error(ErrorCode::Internal, &e.to_string()).into_bytes(),
             ),
         }
+    }
+}
+
+/// The connection's user, when the connection is a member of `room`.
+fn member(conn: &C<'_, '_>, room: &str) -> Option<Arc<super::directory::User>> {
+    if conn.is_member(room) {
+        conn.data().user.clone()
+    } else {
+        None
     }
 }
 
