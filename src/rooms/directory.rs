@@ -498,6 +498,42 @@ impl<T> Few<T> {
     }
 }
 
+/// Everything the directory holds, for the broker's resync after Redis
+/// came back (see `rooms::broker`).
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// `(user, status, connections)` of every online user.
+    pub users: Vec<(Arc<User>, Status, usize)>,
+    /// `(room, [(user id, connections in the room)])` of every open room.
+    pub rooms: Vec<(String, Vec<(String, u32)>)>,
+}
+
+impl Directory {
+    /// A copy of every user and room (one shard locked at a time, so it is
+    /// consistent per user and per room, not across them).
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot::default();
+        for shard in self.users.iter() {
+            for u in lock(shard).iter() {
+                let state = lock(&u.0.state);
+                snap.users
+                    .push((u.0.clone(), state.status, state.conns.len()));
+            }
+        }
+        for shard in self.rooms.iter() {
+            for r in lock(shard).iter() {
+                let members = lock(&r.0.members);
+                let list = members
+                    .iter()
+                    .map(|(k, n)| (k.0.id().to_owned(), *n))
+                    .collect();
+                snap.rooms.push((r.0.name().to_owned(), list));
+            }
+        }
+        snap
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,6 +106,9 @@ impl RoomHandler {
             .shared
             .dir
             .connect(&claims.sub, claims.display_name(), conn.id());
+        if let Some(b) = &self.shared.broker {
+            b.connected(&user, 1);
+        }
         let s = conn.data_mut();
         s.user = Some(user.clone());
         s.roles = claims.role_bits();
@@ -208,6 +211,9 @@ impl RoomHandler {
                 } else {
                     conn.publish(room, Message::Text(text));
                 }
+                if let Some(b) = &self.shared.broker {
+                    b.publish(room, text);
+                }
                 self.metrics().room_messages.inc();
                 if id.is_some() {
                     let text = self
@@ -221,7 +227,7 @@ impl RoomHandler {
             }
             Req::Private { to, data } => {
                 let targets = self.shared.dir.connections_of(to);
-                if targets.is_empty() {
+                if targets.is_empty() && self.shared.broker.is_none() {
                     return self.error(
                         conn,
                         id,
@@ -244,8 +250,23 @@ impl RoomHandler {
                         delivered += 1;
                     }
                 }
+                // With a broker, the ack (or `user_offline`) comes back
+                // from Redis with the user's connections on every node.
+                let sent = self
+                    .shared
+                    .broker
+                    .as_ref()
+                    .is_some_and(|b| b.private(to, text, conn.id(), id, delivered, ts));
                 self.metrics().private_deliveries.add(delivered);
-                if id.is_some() {
+                if sent {
+                } else if delivered == 0 {
+                    self.error(
+                        conn,
+                        id,
+                        ErrorCode::UserOffline,
+                        "that user has no connection",
+                    );
+                } else if id.is_some() {
                     let text = self
                         .out
                         .start("ack", id)
@@ -259,6 +280,9 @@ impl RoomHandler {
             Req::Presence { status } => {
                 let user = conn.data().user.clone().expect("authenticated");
                 let rooms = self.shared.dir.set_status(&user, status);
+                if let Some(b) = &self.shared.broker {
+                    b.status(&user, status);
+                }
                 for room in rooms {
                     let text = self
                         .event
@@ -268,6 +292,9 @@ impl RoomHandler {
                         .str("status", status.as_str())
                         .finish();
                     conn.publish(room.name(), Message::Text(text));
+                    if let Some(b) = &self.shared.broker {
+                        b.publish(room.name(), text);
+                    }
                 }
                 if id.is_some() {
                     let text = self
@@ -294,6 +321,9 @@ impl RoomHandler {
                     .user("user", user.id(), user.name())
                     .finish();
                 conn.publish_others(room, Message::Text(text));
+                if let Some(b) = &self.shared.broker {
+                    b.publish(room, text);
+                }
                 if id.is_some() {
                     conn.send_text(self.out.start("ack", id).str("room", room).finish());
                 }
@@ -355,6 +385,10 @@ impl RoomHandler {
     fn join(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
         if let Some(r) = self.joined(conn, room) {
             // Already in: the same answer again, no event.
+            if let Some(b) = &self.shared.broker {
+                let user = conn.data().user.clone().expect("authenticated");
+                return b.member(room, &user, 0, conn.id(), id, true);
+            }
             self.ack_members(conn, id, room, r.count() as u64);
             return;
         }
@@ -379,6 +413,11 @@ impl RoomHandler {
             }
         };
         conn.subscribe(room);
+        if let Some(b) = &self.shared.broker {
+            // The ack and `user_joined` carry the cluster's count: they
+            // come from the broker once Redis answered.
+            return b.member(room, &user, 1, conn.id(), id, true);
+        }
         if joined.first && self.member_events(joined.members) {
             let text = self
                 .event
@@ -397,6 +436,11 @@ impl RoomHandler {
             return self.not_in_room(conn, id, room);
         };
         conn.unsubscribe(room);
+        if let Some(b) = &self.shared.broker {
+            let user = conn.data().user.clone().expect("authenticated");
+            self.shared.dir.leave(&user, &r);
+            return b.member(room, &user, -1, conn.id(), id, true);
+        }
         let members = self.left(conn, &r);
         self.ack_members(conn, id, room, members);
     }
@@ -406,6 +450,10 @@ impl RoomHandler {
     fn left(&mut self, conn: &mut C<'_, '_>, room: &Arc<super::directory::Room>) -> u64 {
         let user = conn.data().user.clone().expect("authenticated");
         let (last, members) = self.shared.dir.leave(&user, room);
+        if let Some(b) = &self.shared.broker {
+            b.member(room.name(), &user, -1, conn.id(), None, false);
+            return members as u64;
+        }
         if last && self.member_events(members + 1) {
             let text = self
                 .event
@@ -435,6 +483,9 @@ impl RoomHandler {
             .unwrap_or(cfg.who_default_limit)
             .min(cfg.who_max_limit)
             .max(1);
+        if let Some(b) = &self.shared.broker {
+            return b.who(room, cursor, limit, conn.id(), id);
+        }
         let page = self.shared.dir.page(&r, cursor, limit);
         let mut members = String::with_capacity(page.members.len() * 48 + 2);
         members.push('[');
@@ -627,6 +678,9 @@ impl Handler for RoomHandler {
             self.left(conn, room);
         }
         self.shared.dir.disconnect(&user, conn.id());
+        if let Some(b) = &self.shared.broker {
+            b.connected(&user, -1);
+        }
     }
 
     fn on_http(&mut self, req: &Request<'_>) -> HttpResponse {

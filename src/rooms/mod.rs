@@ -14,6 +14,7 @@
 
 pub mod assets;
 pub mod auth;
+pub mod broker;
 pub mod codes;
 pub mod config;
 

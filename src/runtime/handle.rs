@@ -121,13 +121,19 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Publishes to every member of `room` on every worker (framed once).
     pub fn publish(&self, room: &str, msg: Message<'_>) {
+        self.publish_except(room, msg, None);
+    }
+
+    /// Publishes to every member of `room` on every worker but `exclude`
+    /// (framed once).
+    pub fn publish_except(&self, room: &str, msg: Message<'_>, exclude: Option<ConnId>) {
         let published = Arc::new(Published::new(msg.opcode(), msg.as_bytes()));
         let room: Arc<str> = room.into();
         for link in &self.shared.links {
             link.send(Command::Publish {
                 room: room.clone(),
                 msg: published.clone(),
-                exclude: None,
+                exclude,
             });
         }
     }

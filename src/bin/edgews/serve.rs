@@ -8,7 +8,6 @@ use clap::Args;
 use edgews::rooms::auth::{self, Claims, Keys};
 use edgews::rooms::server::RoomServer;
 use edgews::rooms::RoomServerConfig;
-use edgews::runtime::shutdown_on_signals;
 
 use crate::CliError;
 
@@ -137,7 +136,8 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         println!("Demo:    {}://{addr}/", scheme.1);
     }
     tracing::info!(%addr, "room server listening on {}://{addr}/ws", scheme.0);
-    shutdown_on_signals(server.handle())?;
+    // SIGTERM drains: clients are told when to reconnect, then 1001.
+    server.drain_on_signals()?;
     server.run()?;
     Ok(())
 }
