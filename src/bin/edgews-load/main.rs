@@ -183,6 +183,11 @@ struct Common {
     /// Default: ws://127.0.0.1:9001/, for rooms-* ws://127.0.0.1:8080/ws.
     #[arg(long)]
     url: Option<String>,
+    /// More nodes of the same cluster (`broker = "redis"`), same path:
+    /// connections go round-robin over --url and these
+    /// (`--also-url ws://127.0.0.1:8081/ws --also-url ...`).
+    #[arg(long, value_name = "URL")]
+    also_url: Vec<String>,
     /// Connections (subscribers for fanout).
     #[arg(long, short = 'c', default_value_t = 100)]
     connections: usize,
@@ -271,8 +276,26 @@ fn target(common: &Common, rooms: bool) -> Result<Target, String> {
     } else {
         Vec::new()
     };
+    let mut also = Vec::new();
+    for u in &common.also_url {
+        let hp = u
+            .strip_prefix("ws://")
+            .or_else(|| u.strip_prefix("wss://"))
+            .ok_or_else(|| format!("{u}: the URL must start with ws:// or wss://"))?;
+        let hp = hp.split('/').next().unwrap_or(hp);
+        let a = hp
+            .to_socket_addrs()
+            .map_err(|e| format!("{hp}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{hp}: no address"))?;
+        if !a.ip().is_loopback() {
+            return Err(format!("{a} is not a loopback address"));
+        }
+        also.push(a);
+    }
     Ok(Target {
         addr,
+        also,
         host: hostport.to_owned(),
         path: path.to_owned(),
         sources: Vec::new(),
