@@ -434,8 +434,10 @@ fn a_draining_node_spreads_its_clients_reconnects_over_the_window() {
     a.signal("TERM");
     let mut delays = Vec::new();
     for (_, c) in &mut clients {
-        let r = c.recv_type("reconnect");
-        let after = r["after_ms"].as_u64().expect("after_ms");
+        let r = c.recv_type("drain");
+        let after = r["reconnect_after_ms"]
+            .as_u64()
+            .expect("reconnect_after_ms");
         assert!(after < window * 1000, "{r}");
         delays.push(after);
         assert_eq!(c.expect_close(), 1001);

@@ -136,7 +136,7 @@ pub struct RoomServerConfig {
     /// The Redis broker's settings (used with `broker = "redis"`).
     pub redis: RedisConfig,
     /// On SIGTERM/SIGINT, each client is told to reconnect after a delay
-    /// spread evenly over this window (`{"type":"reconnect","after_ms":..}`)
+    /// spread evenly over this window (`{"type":"drain","reconnect_after_ms":..}`)
     /// before the 1001 close, so the other nodes take the reconnects
     /// gradually (0: no hint, close at once).
     pub drain_window_secs: u64,

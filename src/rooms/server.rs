@@ -131,7 +131,8 @@ impl RoomServer {
 
     /// Graceful drain for rolling deploys: tells every authenticated
     /// client to reconnect after a delay spread evenly over
-    /// `drain_window_secs` (`{"type":"reconnect","after_ms":..}`), then
+    /// `drain_window_secs` (`{"type":"drain","reconnect_after_ms":..}`, the
+    /// event `edgews.js` already honours), then
     /// shuts down (stop accepting, close 1001). Returns the clients told.
     pub fn drain(shared: &Shared) -> usize {
         let Some(h) = shared.handle.get() else {
@@ -153,7 +154,7 @@ impl RoomServer {
                 let slot = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % n;
                 let after = window_ms * slot / n;
                 let text = format!(
-                    "{{\"type\":\"reconnect\",\"after_ms\":{after},\"reason\":\"shutdown\"}}"
+                    "{{\"type\":\"drain\",\"reconnect_after_ms\":{after},\"reason\":\"shutdown\"}}"
                 );
                 if h.send(*c, crate::protocol::Message::Text(&text)) {
                     told += 1;
