@@ -387,7 +387,9 @@ impl RoomHandler {
             // Already in: the same answer again, no event.
             if let Some(b) = &self.shared.broker {
                 let user = conn.data().user.clone().expect("authenticated");
-                return b.member(room, &user, 0, conn.id(), id, true);
+                if b.member(room, &user, 0, conn.id(), id, true) {
+                    return;
+                }
             }
             self.ack_members(conn, id, room, r.count() as u64);
             return;
@@ -416,7 +418,9 @@ impl RoomHandler {
         if let Some(b) = &self.shared.broker {
             // The ack and `user_joined` carry the cluster's count: they
             // come from the broker once Redis answered.
-            return b.member(room, &user, 1, conn.id(), id, true);
+            if b.member(room, &user, 1, conn.id(), id, true) {
+                return;
+            }
         }
         if joined.first && self.member_events(joined.members) {
             let text = self
@@ -438,8 +442,11 @@ impl RoomHandler {
         conn.unsubscribe(room);
         if let Some(b) = &self.shared.broker {
             let user = conn.data().user.clone().expect("authenticated");
-            self.shared.dir.leave(&user, &r);
-            return b.member(room, &user, -1, conn.id(), id, true);
+            let (_, members) = self.shared.dir.leave(&user, &r);
+            if !b.member(room, &user, -1, conn.id(), id, true) {
+                self.ack_members(conn, id, room, members as u64);
+            }
+            return;
         }
         let members = self.left(conn, &r);
         self.ack_members(conn, id, room, members);
@@ -484,7 +491,9 @@ impl RoomHandler {
             .min(cfg.who_max_limit)
             .max(1);
         if let Some(b) = &self.shared.broker {
-            return b.who(room, cursor, limit, conn.id(), id);
+            if b.who(room, cursor, limit, conn.id(), id) {
+                return;
+            }
         }
         let page = self.shared.dir.page(&r, cursor, limit);
         let mut members = String::with_capacity(page.members.len() * 48 + 2);

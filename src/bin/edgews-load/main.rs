@@ -811,9 +811,9 @@ fn sample_window(
         }
     };
     until(window.from);
-    let before = sample_servers(&common);
+    let before = sample_servers(common);
     until(window.to);
-    let after = sample_servers(&common);
+    let after = sample_servers(common);
     (before, after)
 }
 

@@ -158,6 +158,8 @@ struct Link {
     next_beat: Instant,
     next_reap: Instant,
     wedged_since_ms: Option<u64>,
+    /// Presence changes numbered below this are in the last resync's snapshot.
+    skip_below: u64,
 }
 
 fn broker(shared: &Shared) -> &Broker {
@@ -184,6 +186,7 @@ pub(super) fn run_link(shared: Arc<Shared>, rx: Receiver<Op>) {
         next_beat: Instant::now(),
         next_reap: Instant::now(),
         wedged_since_ms: None,
+        skip_below: 0,
     };
     let batch_wait = Duration::from_micros(broker(&link.shared).cfg.batch_micros);
     let mut batch = Vec::with_capacity(64);
@@ -335,6 +338,17 @@ impl Link {
     fn run(&mut self, batch: &mut Vec<Op>) {
         let b = broker(&self.shared);
         let names = b.names.clone();
+        let skip = self.skip_below;
+        // Presence changes the last resync's snapshot already holds: a
+        // connect is dropped, a join or leave only asks for the count.
+        batch.retain(|op| !matches!(op, Op::Connect { seq, .. } if *seq < skip));
+        for op in batch.iter_mut() {
+            if let Op::Member { seq, delta, .. } = op {
+                if *seq < skip {
+                    *delta = 0;
+                }
+            }
+        }
         let mut pipe = redis::pipe();
         for op in batch.iter() {
             match op {
@@ -355,7 +369,7 @@ impl Link {
                         &[to.as_bytes(), &p],
                     );
                 }
-                Op::Connect { user, delta } => {
+                Op::Connect { user, delta, .. } => {
                     let keys = [
                         names.key("uc", ""),
                         names.key("ui", ""),
@@ -497,6 +511,7 @@ impl Link {
                 delta,
                 reply,
                 ack,
+                ..
             } => {
                 let a = items(v);
                 let (change, members) = match a {
@@ -855,6 +870,7 @@ impl Link {
         if self.cleanup(&names.node, false).is_none() {
             return;
         }
+        let cut = b.seq.load(Ordering::Acquire);
         let snap = self.shared.dir.snapshot();
         let mut pipe = redis::pipe();
         pipe.cmd("SADD")
@@ -904,15 +920,16 @@ impl Link {
             return;
         }
         self.registered = true;
+        self.skip_below = cut;
         b.needs_resync.store(false, Ordering::Relaxed);
         b.stats.link_up.store(true, Ordering::Relaxed);
-        if !self.outage {
+        self.outage = false;
+        // Events from here that could not cross (Redis was down, or the
+        // queue was full): the other nodes' members of those rooms are told.
+        let lost = lock(&b.lost).replace(Default::default());
+        if lost.as_ref().is_some_and(|l| l.is_empty()) {
             return;
         }
-        self.outage = false;
-        // Events from here that could not cross: the other nodes' members
-        // of those rooms are told.
-        let lost = lock(&b.lost).replace(Default::default());
         let mut pipe = redis::pipe();
         match lost {
             Some(rooms) => {

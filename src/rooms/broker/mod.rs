@@ -90,7 +90,12 @@ pub(crate) enum Op {
         ts: u64,
     },
     /// A connection of `user` opened (+1) or closed (-1).
-    Connect { user: Arc<User>, delta: i64 },
+    Connect {
+        user: Arc<User>,
+        delta: i64,
+        /// Order of presence changes (see `Broker::seq`).
+        seq: u64,
+    },
     /// A connection joined (+1), left (-1) or re-joined (0) `room`.
     Member {
         room: Box<str>,
@@ -99,6 +104,8 @@ pub(crate) enum Op {
         reply: Reply,
         /// Send the ack (false when the connection is closing).
         ack: bool,
+        /// Order of presence changes (see `Broker::seq`).
+        seq: u64,
     },
     /// `user`'s status changed.
     Status { user: Arc<User>, status: Status },
@@ -220,6 +227,10 @@ pub struct Broker {
     pub(crate) needs_resync: AtomicBool,
     /// The subscription last heard its own probe (ms since `started`).
     pub(crate) probe_seen_ms: AtomicU64,
+    /// Numbers presence changes as they are queued: a resync's snapshot
+    /// already holds the changes queued before it started, which the link
+    /// then skips.
+    pub(crate) seq: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -248,6 +259,7 @@ impl Broker {
             started: Instant::now(),
             needs_resync: AtomicBool::new(true),
             probe_seen_ms: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
             threads: Mutex::default(),
         }
     }
@@ -318,8 +330,13 @@ impl Broker {
             }
             Err(TrySendError::Full(op) | TrySendError::Disconnected(op)) => {
                 self.stats.queue_full.inc();
-                if let Op::Publish { room, .. } = &op {
-                    self.lost_room(room);
+                match &op {
+                    Op::Publish { room, .. } => self.lost_room(room),
+                    // Redis's view of this node is now off: rewrite it.
+                    Op::Connect { .. } | Op::Member { .. } | Op::Status { .. } => {
+                        self.needs_resync.store(true, Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
                 false
             }
@@ -353,12 +370,14 @@ impl Broker {
         self.send(Op::Connect {
             user: user.clone(),
             delta,
+            seq: self.seq.fetch_add(1, Ordering::AcqRel),
         });
     }
 
     /// A connection joined (`delta` 1), left (-1) or joined again (0)
     /// `room`; the ack (when `ack`) and `user_joined`/`user_left` follow
-    /// from the link thread with the cluster's member count.
+    /// from the link thread with the cluster's member count. False when
+    /// the queue is full: the caller answers from local state.
     pub(crate) fn member(
         &self,
         room: &str,
@@ -367,7 +386,7 @@ impl Broker {
         conn: ConnId,
         id: Option<Id<'_>>,
         ack: bool,
-    ) {
+    ) -> bool {
         self.count(true, self.names.shard(room), delta);
         self.send(Op::Member {
             room: room.into(),
@@ -378,7 +397,8 @@ impl Broker {
                 id: OwnedId::new(id),
             },
             ack,
-        });
+            seq: self.seq.fetch_add(1, Ordering::AcqRel),
+        })
     }
 
     /// A private message to `to`'s connections on other nodes; the ack (or
@@ -413,7 +433,8 @@ impl Broker {
         });
     }
 
-    /// `who` over the cluster; the ack follows from the link thread.
+    /// `who` over the cluster; the ack follows from the link thread. False
+    /// when the queue is full: the caller answers from local state.
     pub(crate) fn who(
         &self,
         room: &str,
@@ -421,7 +442,7 @@ impl Broker {
         limit: usize,
         conn: ConnId,
         id: Option<Id<'_>>,
-    ) {
+    ) -> bool {
         self.send(Op::Who {
             room: room.into(),
             cursor: cursor.map(Into::into),
@@ -430,7 +451,7 @@ impl Broker {
                 conn,
                 id: OwnedId::new(id),
             },
-        });
+        })
     }
 
     /// Counts a local room membership or user connection on its shard;
