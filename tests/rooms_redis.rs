@@ -129,6 +129,10 @@ struct Node {
 
 impl Node {
     fn start(redis: &Redis, drain_window_secs: u64) -> Node {
+        Node::start_at(&redis.url(), drain_window_secs)
+    }
+
+    fn start_at(redis_url: &str, drain_window_secs: u64) -> Node {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let set = |kv: String| ["--set".to_owned(), kv];
         let mut args = vec![
@@ -140,7 +144,7 @@ impl Node {
         ];
         for kv in [
             "broker=redis".to_owned(),
-            format!("redis.url={}", redis.url()),
+            format!("redis.url={redis_url}"),
             format!("redis.node_ttl_secs={TTL_SECS}"),
             "redis.probe_interval_ms=200".into(),
             format!("auth.hs256_secret={SECRET}"),
@@ -464,4 +468,123 @@ fn a_draining_node_spreads_its_clients_reconnects_over_the_window() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = redis.cmd(&["PING"]);
+}
+
+/// A TCP proxy in front of Redis that can stop passing Redis's bytes to the
+/// connections that subscribed (the node's subscription goes quiet while
+/// its command connection keeps working: a wedged subscription).
+struct Proxy {
+    port: u16,
+    freeze: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().unwrap().port();
+        let freeze = Arc::new(AtomicBool::new(false));
+        let f = freeze.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                // Connections accepted while frozen pass freely (the resubscription).
+                let frozen_at_start = f.load(Ordering::Relaxed);
+                let subscriber = Arc::new(AtomicBool::new(false));
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let sub = subscriber.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c2.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if buf[..n]
+                            .windows(9)
+                            .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"))
+                        {
+                            sub.store(true, Ordering::Relaxed);
+                        }
+                        if s2.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = server.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        // A wedge: Redis's bytes stop reaching the subscriber.
+                        while !frozen_at_start
+                            && f.load(Ordering::Relaxed)
+                            && subscriber.load(Ordering::Relaxed)
+                        {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        if client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { port, freeze }
+    }
+}
+
+#[test]
+fn a_wedged_subscription_is_detected_reported_and_redone() {
+    use std::sync::atomic::Ordering;
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let proxy = Proxy::start(redis.port);
+    let a = Node::start_at(&format!("redis://127.0.0.1:{}/", proxy.port), 2);
+    let b = Node::start(&redis, 2);
+    let mut alice = a.user("alice");
+    let mut bob = b.user("bob");
+    alice.join("w");
+    bob.join("w");
+    bob.send(json!({"type": "message", "room": "w", "data": "before"}));
+    assert_eq!(
+        alice.recv_match("before", |v| v["data"] == "before")["from"]["id"],
+        "bob"
+    );
+
+    let wedged = |n: &Node| {
+        n.rooms
+            .metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("edgews_broker_wedged_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert_eq!(wedged(&a), Some(0));
+    proxy.freeze.store(true, Ordering::Relaxed);
+    // No probe comes back for 3 intervals (600 ms) while Redis answers:
+    // detected, counted, and the subscription is redone on a new connection
+    // (the wedge lasts about 3 intervals, so /healthz is 503 only briefly).
+    assert!(
+        wait_until(Duration::from_secs(10), || wedged(&a) >= Some(1)),
+        "the wedge is detected"
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || a.health().0 == 200),
+        "the node resubscribes: {:?}",
+        a.health()
+    );
+    // Alice is told she may have missed messages, and they flow again.
+    assert_eq!(alice.recv_type("gap")["room"], "w");
+    bob.send(json!({"type": "message", "room": "w", "data": "after"}));
+    assert_eq!(
+        alice.recv_match("after", |v| v["data"] == "after")["from"]["id"],
+        "bob"
+    );
 }

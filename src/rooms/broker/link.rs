@@ -511,8 +511,12 @@ impl Link {
                 delta,
                 reply,
                 ack,
+                subs_version,
                 ..
             } => {
+                if delta >= 0 {
+                    self.wait_subscribed(subs_version);
+                }
                 let a = items(v);
                 let (change, members) = match a {
                     [c, m] => (int(c), int(m).max(0) as u64),
@@ -584,6 +588,20 @@ impl Link {
                 self.who_reply(&room, int(count).max(0) as u64, &members, next, &reply);
             }
             Op::Connect { .. } | Op::Status { .. } | Op::Wake => {}
+        }
+    }
+
+    /// Waits (at most a second, and only while the subscription is up)
+    /// until the subscriber has subscribed to the shards `version` needs, so
+    /// a join's ack is never ahead of its room's subscription.
+    fn wait_subscribed(&self, version: u64) {
+        let b = self.b();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while b.subs_applied.load(Ordering::Acquire) < version
+            && b.stats.sub_up.load(Ordering::Relaxed)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(50));
         }
     }
 
@@ -1020,8 +1038,12 @@ pub(super) fn run_subscriber(shared: Arc<Shared>) {
         };
         let _ = con.set_read_timeout(Some(read_timeout));
         let mut ps = con.as_pubsub();
-        let mut current: std::collections::HashSet<String> =
-            lock(&b.subs).channels(&names).into_iter().collect();
+        let (mut current, mut version) = {
+            let subs = lock(&b.subs);
+            let set: std::collections::HashSet<String> =
+                subs.channels(&names).into_iter().collect();
+            (set, subs.version)
+        };
         let list: Vec<&String> = current.iter().collect();
         if ps.subscribe(&list).is_err() {
             failed_before = true;
@@ -1031,6 +1053,7 @@ pub(super) fn run_subscriber(shared: Arc<Shared>) {
             continue;
         }
         backoff = FIRST_BACKOFF;
+        b.subs_applied.store(version, Ordering::Release);
         b.stats.sub_up.store(true, Ordering::Relaxed);
         if failed_before {
             b.stats.reconnects.inc();
@@ -1069,8 +1092,12 @@ pub(super) fn run_subscriber(shared: Arc<Shared>) {
                         b.stats.wedged.store(false, Ordering::Relaxed);
                     }
                     // Subscribe to the shards now needed, leave the others.
-                    let want: std::collections::HashSet<String> =
-                        lock(&b.subs).channels(&names).into_iter().collect();
+                    let (want, v) = {
+                        let subs = lock(&b.subs);
+                        let set: std::collections::HashSet<String> =
+                            subs.channels(&names).into_iter().collect();
+                        (set, subs.version)
+                    };
                     let add: Vec<&String> = want.difference(&current).collect();
                     let remove: Vec<&String> = current.difference(&want).collect();
                     let ok = (add.is_empty() || ps.subscribe(&add).is_ok())
@@ -1079,6 +1106,8 @@ pub(super) fn run_subscriber(shared: Arc<Shared>) {
                         break;
                     }
                     current = want;
+                    version = v;
+                    b.subs_applied.store(version, Ordering::Release);
                 }
                 _ if origin == names.node => {}
                 b'r' => match handle(&shared) {

@@ -106,6 +106,9 @@ pub(crate) enum Op {
         ack: bool,
         /// Order of presence changes (see `Broker::seq`).
         seq: u64,
+        /// The shard set this join needs subscribed before its ack (so the
+        /// member hears every message published after the ack).
+        subs_version: u64,
     },
     /// `user`'s status changed.
     Status { user: Arc<User>, status: Status },
@@ -160,6 +163,8 @@ pub struct BrokerStats {
 pub(crate) struct Subscriptions {
     rooms: HashMap<u32, usize>,
     users: HashMap<u32, usize>,
+    /// Bumped whenever the set of needed shards changes.
+    pub version: u64,
 }
 
 impl Subscriptions {
@@ -225,6 +230,8 @@ pub struct Broker {
     /// This node's presence must be written to Redis again (the
     /// subscription or the link saw Redis go away).
     pub(crate) needs_resync: AtomicBool,
+    /// The [`Subscriptions::version`] the subscriber has applied.
+    pub(crate) subs_applied: AtomicU64,
     /// The subscription last heard its own probe (ms since `started`).
     pub(crate) probe_seen_ms: AtomicU64,
     /// Numbers presence changes as they are queued: a resync's snapshot
@@ -258,6 +265,7 @@ impl Broker {
             lost: Mutex::new(Some(Default::default())),
             started: Instant::now(),
             needs_resync: AtomicBool::new(true),
+            subs_applied: AtomicU64::new(0),
             probe_seen_ms: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             threads: Mutex::default(),
@@ -387,7 +395,7 @@ impl Broker {
         id: Option<Id<'_>>,
         ack: bool,
     ) -> bool {
-        self.count(true, self.names.shard(room), delta);
+        let subs_version = self.count(true, self.names.shard(room), delta);
         self.send(Op::Member {
             room: room.into(),
             user: user.clone(),
@@ -398,6 +406,7 @@ impl Broker {
             },
             ack,
             seq: self.seq.fetch_add(1, Ordering::AcqRel),
+            subs_version,
         })
     }
 
@@ -456,11 +465,12 @@ impl Broker {
 
     /// Counts a local room membership or user connection on its shard;
     /// wakes the subscriber when a shard starts or stops being needed.
-    fn count(&self, room: bool, shard: u32, delta: i64) {
-        if delta == 0 {
-            return;
-        }
+    /// Returns the shard set's version after the change.
+    fn count(&self, room: bool, shard: u32, delta: i64) -> u64 {
         let mut subs = lock(&self.subs);
+        if delta == 0 {
+            return subs.version;
+        }
         let map = if room {
             &mut subs.rooms
         } else {
@@ -483,10 +493,15 @@ impl Broker {
                 None => false,
             }
         };
+        if changed {
+            subs.version += 1;
+        }
+        let version = subs.version;
         drop(subs);
         if changed {
             self.send(Op::Wake);
         }
+        version
     }
 }
 
