@@ -297,6 +297,25 @@ fn rooms_private_messages_presence_and_who_span_three_nodes() {
     assert_eq!(members[2]["status"], "away", "{members:?}");
     assert_eq!(members[0]["name"], "Alice");
 
+    // Cluster-wide counts, from any node (refreshed every probe interval).
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let m = nodes[2].rooms.metrics();
+            m.contains("edgews_broker_cluster_nodes 3")
+                && m.contains("edgews_broker_cluster_users_online 4")
+                && m.contains("edgews_broker_cluster_connections 5")
+        }),
+        "{}",
+        nodes[2].rooms.metrics()
+    );
+    let (code, _, body) = nodes[1].rooms.get("/status");
+    assert_eq!(code, 200);
+    let status: Value = serde_json::from_str(&body).expect("status JSON");
+    assert_eq!(
+        status["app"]["broker"]["cluster"]["connections"], 5,
+        "{status}"
+    );
+
     // Leaving: one connection of dave is not dave leaving.
     let r = dave_a.ack(json!({"type": "leave", "room": "lobby"}));
     assert_eq!(r["members"], 4, "{r}");

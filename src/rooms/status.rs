@@ -166,10 +166,16 @@ impl AppStatus for RoomStatus {
             "room_messages": sum(s, |w| w.room_messages.get()),
         });
         if let Some(b) = &s.broker {
+            use std::sync::atomic::Ordering::Relaxed;
             doc["broker"] = json!({
                 "node": b.node(),
                 "healthy": b.health().is_ok(),
                 "problem": b.health().err(),
+                "cluster": {
+                    "nodes": b.stats.cluster_nodes.load(Relaxed),
+                    "users_online": b.stats.cluster_users.load(Relaxed),
+                    "connections": b.stats.cluster_connections.load(Relaxed),
+                },
             });
         }
         Some(doc)
@@ -324,6 +330,29 @@ fn broker_metrics(b: &super::broker::Broker, out: &mut String) {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
         }
+    }
+    for (name, help, v) in [
+        (
+            "edgews_broker_cluster_nodes",
+            "Live nodes in the cluster (at the last heartbeat).",
+            &st.cluster_nodes,
+        ),
+        (
+            "edgews_broker_cluster_users_online",
+            "Users with a connection on any node (at the last heartbeat).",
+            &st.cluster_users,
+        ),
+        (
+            "edgews_broker_cluster_connections",
+            "Authenticated connections over the cluster (at the last heartbeat).",
+            &st.cluster_connections,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+            v.load(Relaxed)
+        );
     }
     let name = "edgews_broker_nodes_reaped_total";
     let _ = writeln!(

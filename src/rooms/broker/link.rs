@@ -374,12 +374,13 @@ impl Link {
                         names.key("uc", ""),
                         names.key("ui", ""),
                         names.node_key("nu", &names.node),
+                        names.key("cc", ""),
                     ];
                     let i = info(user, user.status());
                     eval(
                         &mut pipe,
                         &self.scripts.connect,
-                        &[&keys[0], &keys[1], &keys[2]],
+                        &[&keys[0], &keys[1], &keys[2], &keys[3]],
                         &[
                             user.id().as_bytes(),
                             i.as_bytes(),
@@ -739,9 +740,22 @@ impl Link {
             .arg(names.node_channel())
             .arg(payload(&names.node, 'k', "", &now_us.to_string()))
             .ignore();
+        // Cluster-wide counts, O(1) each, for /status and /metrics.
+        pipe.cmd("SCARD").arg(names.key("nodes", ""));
+        pipe.cmd("HLEN").arg(names.key("uc", ""));
+        pipe.cmd("GET").arg(names.key("cc", ""));
         let Some(v) = self.query(&pipe) else {
             return;
         };
+        if let [_, nodes, users, conns] = &v[..] {
+            let st = &b.stats;
+            st.cluster_nodes
+                .store(int(nodes).max(0) as u64, Ordering::Relaxed);
+            st.cluster_users
+                .store(int(users).max(0) as u64, Ordering::Relaxed);
+            st.cluster_connections
+                .store(int(conns).max(0) as u64, Ordering::Relaxed);
+        }
         if v.first().map(int) == Some(0) {
             // Our heartbeat expired (we were reaped, or Redis lost its data).
             tracing::warn!("broker: this node's presence was gone from Redis; resyncing");
@@ -901,18 +915,19 @@ impl Link {
             .arg("PX")
             .arg(b.cfg.node_ttl_secs * 1000)
             .ignore();
-        let (uc, ui, nu, nr) = (
+        let (uc, ui, nu, nr, cc) = (
             names.key("uc", ""),
             names.key("ui", ""),
             names.node_key("nu", &names.node),
             names.node_key("nr", &names.node),
+            names.key("cc", ""),
         );
         for (user, status, conns) in &snap.users {
             let i = info(user, *status);
             eval(
                 &mut pipe,
                 &self.scripts.connect,
-                &[&uc, &ui, &nu],
+                &[&uc, &ui, &nu, &cc],
                 &[
                     user.id().as_bytes(),
                     i.as_bytes(),

@@ -156,6 +156,12 @@ pub struct BrokerStats {
     pub lag_us: AtomicU64,
     /// Operations waiting for the link thread.
     pub pending: AtomicUsize,
+    /// Live nodes in the cluster (at the last heartbeat).
+    pub cluster_nodes: AtomicU64,
+    /// Users with a connection anywhere in the cluster (at the last heartbeat).
+    pub cluster_users: AtomicU64,
+    /// Authenticated connections over the cluster (at the last heartbeat).
+    pub cluster_connections: AtomicU64,
 }
 
 /// Local rooms and users per shard: which shard channels to subscribe to.

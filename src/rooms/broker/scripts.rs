@@ -8,8 +8,8 @@
 
 /// A connection of a user opens (+1) or closes (-1) on a node.
 /// KEYS: uc (user → connections), ui (user → info JSON), nu (this node's
-/// user → connections). ARGV: user, info, delta. Returns the user's
-/// connections over the cluster.
+/// user → connections), cc (connections over the cluster). ARGV: user,
+/// info, delta. Returns the user's connections over the cluster.
 pub const CONNECT: &str = r#"
 local d = tonumber(ARGV[3])
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], d)
@@ -21,6 +21,7 @@ elseif d > 0 then
 end
 local m = redis.call('HINCRBY', KEYS[3], ARGV[1], d)
 if m <= 0 then redis.call('HDEL', KEYS[3], ARGV[1]) end
+redis.call('INCRBY', KEYS[4], d)
 return n
 "#;
 
@@ -113,6 +114,7 @@ for i = 1, #nr, 2 do
 end
 local nu = redis.call('HGETALL', KEYS[1])
 for i = 1, #nu, 2 do
+  redis.call('INCRBY', ARGV[1] .. ':cc:', -tonumber(nu[i + 1]))
   local n = redis.call('HINCRBY', KEYS[3], nu[i], -tonumber(nu[i + 1]))
   if n <= 0 then
     redis.call('HDEL', KEYS[3], nu[i])
