@@ -133,6 +133,10 @@ impl Node {
     }
 
     fn start_at(redis_url: &str, drain_window_secs: u64) -> Node {
+        Node::start_with(redis_url, drain_window_secs, &[])
+    }
+
+    fn start_with(redis_url: &str, drain_window_secs: u64, extra: &[&str]) -> Node {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let set = |kv: String| ["--set".to_owned(), kv];
         let mut args = vec![
@@ -151,7 +155,10 @@ impl Node {
             "auth.leeway_secs=0".into(),
             "rate_limit.messages_per_sec=0".into(),
             format!("drain_window_secs={drain_window_secs}"),
-        ] {
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|s| s.to_string()))
+        {
             args.extend(set(kv));
         }
         let child = Command::new(env!("CARGO_BIN_EXE_edgews"))
@@ -606,4 +613,39 @@ fn a_wedged_subscription_is_detected_reported_and_redone() {
         alice.recv_match("after", |v| v["data"] == "after")["from"]["id"],
         "bob"
     );
+}
+
+#[test]
+fn the_per_user_connection_limit_counts_every_node() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let limit = ["max_connections_per_user=2"];
+    let a = Node::start_with(&redis.url(), 2, &limit);
+    let b = Node::start_with(&redis.url(), 2, &limit);
+    let mut first = a.user("erin");
+    let mut second = b.user("erin");
+    first.assert_quiet();
+    second.assert_quiet();
+    // A third connection, on either node, is one too many.
+    let mut third = a.user("erin");
+    assert_eq!(third.expect_close(), 4029);
+    let mut third = b.user("erin");
+    assert_eq!(third.expect_close(), 4029);
+    // The first two are untouched; another user is not affected.
+    first.assert_quiet();
+    second.assert_quiet();
+    b.user("frank").assert_quiet();
+    // Once one closes, a new connection fits again.
+    first.close();
+    assert!(
+        wait_until(Duration::from_secs(5), || redis
+            .cmd(&["HGET", "edgews:uc:", "erin"])
+            .ends_with("\r\n1\r\n")),
+        "erin's connections over the cluster: {}",
+        redis.cmd(&["HGET", "edgews:uc:", "erin"])
+    );
+    let mut again = b.user("erin");
+    again.fence();
+    again.assert_quiet();
 }

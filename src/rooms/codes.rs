@@ -81,3 +81,6 @@ pub const CLOSE_UNAUTHORIZED: CloseCode = CloseCode::new(4001);
 pub const CLOSE_TOKEN_EXPIRED: CloseCode = CloseCode::new(4003);
 /// Kept sending over the rate limit.
 pub const CLOSE_RATE_LIMIT: CloseCode = CloseCode::new(4008);
+/// The user already has `max_connections_per_user` connections (on any
+/// node, with a broker).
+pub const CLOSE_TOO_MANY_CONNECTIONS: CloseCode = CloseCode::new(4029);

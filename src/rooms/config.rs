@@ -96,6 +96,10 @@ pub struct RoomServerConfig {
     pub max_rooms_per_connection: usize,
     /// Most distinct users in one room (0: unlimited; `room_full` past it).
     pub max_members_per_room: usize,
+    /// Most connections one user may have open (0: unlimited; close 4029
+    /// past it). With `broker = "redis"` it counts the user's connections
+    /// on every node.
+    pub max_connections_per_user: usize,
     /// Time a connection opened without a token has to send `auth` (close 4001).
     pub auth_timeout_secs: u64,
     /// Server pings after this much silence (0: never).
@@ -310,6 +314,7 @@ impl Default for RoomServerConfig {
             max_message_bytes: 64 << 10,
             max_rooms_per_connection: 100,
             max_members_per_room: 0,
+            max_connections_per_user: 0,
             auth_timeout_secs: 5,
             ping_interval_secs: 25,
             idle_timeout_secs: 60,

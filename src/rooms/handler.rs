@@ -14,7 +14,10 @@ use crate::protocol::Message;
 use crate::runtime::{Accept, CloseInfo, Conn, Handler, HttpResponse, Reject, Request};
 
 use super::auth::{unix_now, AuthError, Claims};
-use super::codes::{ErrorCode, CLOSE_RATE_LIMIT, CLOSE_TOKEN_EXPIRED, CLOSE_UNAUTHORIZED};
+use super::codes::{
+    ErrorCode, CLOSE_RATE_LIMIT, CLOSE_TOKEN_EXPIRED, CLOSE_TOO_MANY_CONNECTIONS,
+    CLOSE_UNAUTHORIZED,
+};
 use super::limits::{origin_allowed, TokenBucket};
 use super::server::Shared;
 use super::session::Session;
@@ -107,7 +110,16 @@ impl RoomHandler {
             .dir
             .connect(&claims.sub, claims.display_name(), conn.id());
         if let Some(b) = &self.shared.broker {
-            b.connected(&user, 1);
+            // With a broker the limit counts every node: checked when Redis answers.
+            b.connected(&user, conn.id(), 1);
+        } else {
+            let max = self.shared.cfg.max_connections_per_user;
+            if max > 0 && user.connections().len() > max {
+                conn.data_mut().user = Some(user.clone());
+                let reason = format!("this user has {max} connections, the most allowed");
+                conn.close(CLOSE_TOO_MANY_CONNECTIONS, &reason);
+                return;
+            }
         }
         let s = conn.data_mut();
         s.user = Some(user.clone());
@@ -688,7 +700,7 @@ impl Handler for RoomHandler {
         }
         self.shared.dir.disconnect(&user, conn.id());
         if let Some(b) = &self.shared.broker {
-            b.connected(&user, -1);
+            b.connected(&user, conn.id(), -1);
         }
     }
 

@@ -11,7 +11,7 @@ use redis::{Connection, Value};
 use crate::protocol::Message;
 use crate::runtime::{ConnId, ServerHandle};
 
-use super::super::codes::ErrorCode;
+use super::super::codes::{ErrorCode, CLOSE_TOO_MANY_CONNECTIONS};
 use super::super::directory::{Status, User};
 use super::super::server::Shared;
 use super::super::wire::{self, Out};
@@ -588,7 +588,20 @@ impl Link {
                     .flatten();
                 self.who_reply(&room, int(count).max(0) as u64, &members, next, &reply);
             }
-            Op::Connect { .. } | Op::Status { .. } | Op::Wake => {}
+            Op::Connect {
+                user, delta, conn, ..
+            } => {
+                // The user's connections over the cluster, this one included.
+                let max = self.shared.cfg.max_connections_per_user as i64;
+                if delta > 0 && max > 0 && int(v) > max {
+                    if let Some(h) = handle(&self.shared) {
+                        let reason =
+                            format!("{} has {max} connections, the most allowed", user.id());
+                        h.close(conn, CLOSE_TOO_MANY_CONNECTIONS, clip(&reason));
+                    }
+                }
+            }
+            Op::Status { .. } | Op::Wake => {}
         }
     }
 
@@ -1009,6 +1022,15 @@ impl Link {
         self.query(&pipe);
         tracing::info!("broker: left the cluster");
     }
+}
+
+/// A close reason cut to fit a close frame (123 bytes).
+fn clip(s: &str) -> &str {
+    let mut end = s.len().min(120);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// `{"type":"gap","room":..,"reason":"broker"}`.

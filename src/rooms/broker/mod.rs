@@ -93,6 +93,8 @@ pub(crate) enum Op {
     Connect {
         user: Arc<User>,
         delta: i64,
+        /// The connection (closed with 4029 when it is one too many).
+        conn: ConnId,
         /// Order of presence changes (see `Broker::seq`).
         seq: u64,
     },
@@ -377,13 +379,14 @@ impl Broker {
         });
     }
 
-    /// A connection of `user` opened (`delta` 1) or closed (-1).
-    pub fn connected(&self, user: &Arc<User>, delta: i64) {
+    /// Connection `conn` of `user` opened (`delta` 1) or closed (-1).
+    pub fn connected(&self, user: &Arc<User>, conn: ConnId, delta: i64) {
         let shard = self.names.shard(user.id());
         self.count(false, shard, delta);
         self.send(Op::Connect {
             user: user.clone(),
             delta,
+            conn,
             seq: self.seq.fetch_add(1, Ordering::AcqRel),
         });
     }
