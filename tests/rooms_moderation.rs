@@ -413,3 +413,122 @@ fn every_action_is_one_structured_audit_line() {
     find("delete", "ok");
     assert_eq!(lines.len(), 8, "{lines:#?}");
 }
+
+#[test]
+fn the_service_layer_acts_without_a_connection_as_the_admin_api_does() {
+    use edgews::rooms::auth::Keys;
+    use edgews::rooms::moderation::{self as m, Actor, RoomOptions};
+    use edgews::rooms::server::RoomServer;
+    let cfg = config();
+    let server = RoomServer::bind(
+        cfg.clone(),
+        Keys::hs256(rooms_common::SECRET.as_bytes(), &cfg.auth),
+    )
+    .expect("bind");
+    let shared = server.shared().clone();
+    let addr = server.local_addr();
+    let running = server.start().expect("start");
+    let rooms_keys = Keys::hs256(rooms_common::SECRET.as_bytes(), &cfg.auth);
+    let token = |sub: &str| {
+        rooms_keys
+            .mint(&Claims {
+                sub: sub.into(),
+                exp: Some(unix_now() + 60),
+                ..Claims::default()
+            })
+            .expect("mint")
+    };
+    let open = |sub: &str| {
+        let (status, _, _) = upgrade(addr, &format!("/ws?token={}", token(sub)), "");
+        status
+    };
+    assert_eq!(open("zed"), 101);
+    let mut c = {
+        let req = tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{addr}/ws?token={}",
+            token("alice")
+        ))
+        .unwrap();
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tungstenite::client(req, s).expect("upgrade").0
+    };
+    assert_eq!(next(&mut c)["type"], "welcome");
+    let v = m::create(
+        &shared,
+        Actor::AdminApi,
+        "ops",
+        &RoomOptions {
+            moderated: true,
+            ..RoomOptions::default()
+        },
+    )
+    .expect("create");
+    assert_eq!(
+        (v.created, v.creator.as_deref(), v.moderated),
+        (true, Some("admin-api"), true)
+    );
+    // Refusals carry a code and an HTTP status.
+    let e = m::create(&shared, Actor::AdminApi, "ops", &RoomOptions::default()).unwrap_err();
+    assert_eq!((e.code.as_str(), e.http_status()), ("room_exists", 409));
+    let user = Actor::User {
+        id: "alice",
+        roles: 0,
+    };
+    let e = m::ban(&shared, user, "ops", "zed", None, None).unwrap_err();
+    assert_eq!((e.code.as_str(), e.http_status()), ("forbidden", 403));
+    let e = m::kick(&shared, Actor::AdminApi, "ops", "nobody", None).unwrap_err();
+    assert_eq!(e.http_status(), 404);
+    // The admin API bans; the event says `by: null`.
+    c.send(tungstenite::Message::text(
+        r#"{"type":"join","room":"ops"}"#,
+    ))
+    .unwrap();
+    assert_eq!(next(&mut c)["type"], "ack");
+    let s = m::mute(
+        &shared,
+        Actor::AdminApi,
+        "ops",
+        "zed",
+        Some(Duration::from_secs(60)),
+        Some("calm"),
+    )
+    .expect("mute");
+    assert!(s.until.is_some() && s.connections == 0);
+    let ev = next(&mut c);
+    assert_eq!(
+        (ev["type"].clone(), ev["by"].clone(), ev["reason"].clone()),
+        (json!("user_muted"), Value::Null, json!("calm"))
+    );
+    let view = m::room_view(&shared, "ops").expect("view");
+    assert_eq!(view.members, 1);
+    assert_eq!(view.mutes.len(), 1);
+    assert_eq!(view.mutes[0].user, "zed");
+    assert_eq!(view.mutes[0].by, None);
+    assert_eq!(
+        m::server_ban(&shared, Actor::AdminApi, "zed", None, None)
+            .expect("ban")
+            .until,
+        None
+    );
+    assert_eq!(open("zed"), 403);
+    assert_eq!(m::server_bans(&shared).len(), 1);
+    m::server_unban(&shared, Actor::AdminApi, "zed").expect("unban");
+    assert_eq!(open("zed"), 101);
+    assert_eq!(
+        m::delete(&shared, Actor::AdminApi, "ops").expect("delete"),
+        1
+    );
+    assert_eq!(next(&mut c)["type"], "room_deleted");
+    assert!(m::room_view(&shared, "ops").is_none_or(|v| !v.created));
+    running.shutdown().expect("shutdown");
+}
+
+/// The next text message of a raw tungstenite client, as JSON.
+fn next(c: &mut tungstenite::WebSocket<std::net::TcpStream>) -> Value {
+    loop {
+        if let tungstenite::Message::Text(t) = c.read().expect("read") {
+            return serde_json::from_str(t.as_str()).expect("JSON");
+        }
+    }
+}
