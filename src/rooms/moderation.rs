@@ -757,7 +757,13 @@ fn create_inner(
     }
     // MERGE(history): the room's history limits go to the history store here:
     // if let Some(h) = opts.history { shared.history.set_room_limits(room, h.size, h.ttl_s); }
-    Ok(room_view(shared, room).expect("just created"))
+    // None only if a `delete` raced this create.
+    room_view(shared, room).ok_or_else(|| {
+        Refused::new(
+            ErrorCode::RoomNotFound,
+            format!("`{}` was deleted meanwhile", clip(room)),
+        )
+    })
 }
 
 /// `delete {room}`: the room gets `room_deleted`, every member connection
