@@ -35,11 +35,13 @@ pub enum ErrorCode {
     RateLimited,
     /// A server fault; the request may be retried.
     Internal,
+    /// The admin API names a room that does not exist, or a route that does not.
+    NotFound,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and metrics.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -53,6 +55,7 @@ impl ErrorCode {
         ErrorCode::UserOffline,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
+        ErrorCode::NotFound,
     ];
 
     /// The code as it appears on the wire.
@@ -71,6 +74,7 @@ impl ErrorCode {
             ErrorCode::UserOffline => "user_offline",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotFound => "not_found",
         }
     }
 }
@@ -81,3 +85,5 @@ pub const CLOSE_UNAUTHORIZED: CloseCode = CloseCode::new(4001);
 pub const CLOSE_TOKEN_EXPIRED: CloseCode = CloseCode::new(4003);
 /// Kept sending over the rate limit.
 pub const CLOSE_RATE_LIMIT: CloseCode = CloseCode::new(4008);
+/// Closed by an administrator (`POST /api/admin/users/{user}/disconnect`).
+pub const CLOSE_DISCONNECTED: CloseCode = CloseCode::new(4010);

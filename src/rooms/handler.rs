@@ -642,6 +642,7 @@ impl Handler for RoomHandler {
                 None => HttpResponse::text(503, "starting\n"),
             },
             "/dev/token" if self.shared.dev_tokens.load(Ordering::Relaxed) => self.dev_token(query),
+            p if p.starts_with("/api/admin/") || p == "/api/admin" => admin_elsewhere(),
             _ => match super::assets::asset(path) {
                 // no-cache: a browser revalidates, so a new binary's page is seen at once.
                 Some((ty, body)) => HttpResponse::with_type(200, ty, body.to_vec())
@@ -758,6 +759,20 @@ fn member(conn: &C<'_, '_>, room: &str) -> Option<Arc<super::directory::User>> {
     } else {
         None
     }
+}
+
+/// The admin API has a listener of its own (`admin.listen`), never this port.
+fn admin_elsewhere() -> HttpResponse {
+    HttpResponse::with_type(
+        404,
+        "application/json",
+        wire::http_error(
+            ErrorCode::NotFound,
+            "the admin API is not served on the WebSocket port: it listens on admin.listen \
+             (see docs/protocol.md, Admin HTTP API)",
+        )
+        .into_bytes(),
+    )
 }
 
 /// A 401/403 with a JSON body, as the protocol promises.

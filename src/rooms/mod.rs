@@ -11,7 +11,9 @@
 //! - [`limits`]: rate limits and origin checks.
 //! - [`handler`]: the per-message chain: auth → limits → dispatch.
 //! - [`status`]: `/api/websocket/status`, metrics and health.
+//! - [`admin`]: the admin HTTP API on its own listener (`admin.listen`).
 
+pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod codes;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::runtime::tls::{reload_on_sighup, CertStore};
 use crate::runtime::{Error, Running, Server, ServerHandle};
 
+use super::admin::AdminListener;
 use super::auth::Keys;
 use super::config::RoomServerConfig;
 use super::directory::Directory;
@@ -53,6 +54,7 @@ pub struct Shared {
 pub struct RoomServer {
     server: Server<RoomHandler>,
     shared: Arc<Shared>,
+    admin: Option<AdminListener>,
 }
 
 impl RoomServer {
@@ -80,7 +82,12 @@ impl RoomServer {
         let engine = engine.app_status(Some(Arc::new(RoomStatus(shared.clone()))));
         let server = Server::bind(engine, |i| RoomHandler::new(shared.clone(), i))?;
         let _ = shared.handle.set(server.handle());
-        Ok(RoomServer { server, shared })
+        let admin = AdminListener::bind(&shared)?;
+        Ok(RoomServer {
+            server,
+            shared,
+            admin,
+        })
     }
 
     /// Serves `GET /dev/token?sub=..&name=..` (dev mode only: anyone who can
@@ -98,6 +105,11 @@ impl RoomServer {
         self.server.local_addr()
     }
 
+    /// The address of the admin HTTP API (`admin.listen`), if it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(AdminListener::local_addr)
+    }
+
     /// The engine's handle (shutdown, stats).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
@@ -110,11 +122,17 @@ impl RoomServer {
 
     /// Starts the workers on threads of their own.
     pub fn start(self) -> Result<Running, Error> {
+        if let Some(admin) = self.admin {
+            admin.spawn(self.server.handle())?;
+        }
         self.server.start()
     }
 
     /// Starts the workers and waits until they have shut down.
     pub fn run(self) -> Result<(), Error> {
+        if let Some(admin) = self.admin {
+            admin.spawn(self.server.handle())?;
+        }
         self.server.run()
     }
 }

@@ -50,6 +50,8 @@ pub struct Rooms {
     pub addr: SocketAddr,
     /// Mints tokens with the server's key.
     pub keys: Keys,
+    /// Where the admin API listens, when `admin.listen` is set.
+    pub admin: Option<SocketAddr>,
     running: Option<Running>,
 }
 
@@ -60,10 +62,12 @@ impl Rooms {
         let server =
             RoomServer::bind(cfg.clone(), Keys::hs256(SECRET.as_bytes(), &cfg.auth)).expect("bind");
         let addr = server.local_addr();
+        let admin = server.admin_addr();
         let running = server.start().expect("start");
         Rooms {
             addr,
             keys,
+            admin,
             running: Some(running),
         }
     }

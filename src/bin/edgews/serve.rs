@@ -137,6 +137,9 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         println!("Demo:    {}://{addr}/", scheme.1);
     }
     tracing::info!(%addr, "room server listening on {}://{addr}/ws", scheme.0);
+    if let Some(admin) = server.admin_addr() {
+        tracing::info!(%admin, "admin API listening on http://{admin}/api/admin/");
+    }
     shutdown_on_signals(server.handle())?;
     server.run()?;
     Ok(())
