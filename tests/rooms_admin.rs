@@ -506,3 +506,35 @@ fn disconnect_closes_every_connection_of_the_user_with_4010() {
     );
     assert_eq!(other.request(json!({"type":"ping"}))["type"], "pong");
 }
+
+#[test]
+fn past_eight_requests_at_once_the_ninth_gets_503() {
+    let rooms = Rooms::start(admin_config());
+    let admin = rooms.admin.expect("admin");
+    // Eight clients that send half a request hold the eight request threads.
+    let stalled: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(admin).expect("connect");
+            s.write_all(b"GET /api/admin/rooms HTTP/1.1\r\n")
+                .expect("write");
+            s
+        })
+        .collect();
+    // The accepting thread hands them out in order; wait until it has.
+    let busy = wait_until(Duration::from_secs(5), || {
+        let (s, head, _) = raw(
+            admin,
+            format!("GET /api/admin/rooms HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+                .as_bytes(),
+        );
+        s == 503 && head.contains("retry-after: 1")
+    });
+    assert!(busy, "a ninth request was served while eight were held");
+    drop(stalled);
+    // Once they are gone, requests are served again.
+    assert!(wait_until(Duration::from_secs(5), || get(
+        admin,
+        "/api/admin/rooms"
+    )
+    .0 == 200));
+}
