@@ -35,13 +35,29 @@ pub enum ErrorCode {
     RateLimited,
     /// A server fault; the request may be retried.
     Internal,
-    /// The admin API names a room that does not exist, or a route that does not.
+    /// Banned from this room (or from the server).
+    Banned,
+    /// Muted in this room: messages are refused until unmuted.
+    Muted,
+    /// A moderated room: only its moderators post.
+    Moderated,
+    /// A private room: joining needs an invite (or its password).
+    NotInvited,
+    /// `create` of a room that exists already.
+    RoomExists,
+    /// The request names a room that has not been created.
+    RoomNotFound,
+    /// The user named by a moderation request is not in the room.
+    UserNotInRoom,
+    /// A moderation or settings limit was reached (the message names it).
+    LimitExceeded,
+    /// The admin API has no such route.
     NotFound,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and metrics.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -55,6 +71,14 @@ impl ErrorCode {
         ErrorCode::UserOffline,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
+        ErrorCode::Banned,
+        ErrorCode::Muted,
+        ErrorCode::Moderated,
+        ErrorCode::NotInvited,
+        ErrorCode::RoomExists,
+        ErrorCode::RoomNotFound,
+        ErrorCode::UserNotInRoom,
+        ErrorCode::LimitExceeded,
         ErrorCode::NotFound,
     ];
 
@@ -74,6 +98,14 @@ impl ErrorCode {
             ErrorCode::UserOffline => "user_offline",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
+            ErrorCode::Banned => "banned",
+            ErrorCode::Muted => "muted",
+            ErrorCode::Moderated => "moderated",
+            ErrorCode::NotInvited => "not_invited",
+            ErrorCode::RoomExists => "room_exists",
+            ErrorCode::RoomNotFound => "room_not_found",
+            ErrorCode::UserNotInRoom => "user_not_in_room",
+            ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::NotFound => "not_found",
         }
     }
@@ -85,5 +117,7 @@ pub const CLOSE_UNAUTHORIZED: CloseCode = CloseCode::new(4001);
 pub const CLOSE_TOKEN_EXPIRED: CloseCode = CloseCode::new(4003);
 /// Kept sending over the rate limit.
 pub const CLOSE_RATE_LIMIT: CloseCode = CloseCode::new(4008);
+/// Banned from the server (a server-wide ban by an admin).
+pub const CLOSE_BANNED: CloseCode = CloseCode::new(4009);
 /// Closed by an administrator (`POST /api/admin/users/{user}/disconnect`).
 pub const CLOSE_DISCONNECTED: CloseCode = CloseCode::new(4010);

@@ -340,6 +340,11 @@ impl Directory {
         }
     }
 
+    /// Whether user `id` is a member of `room` (through any connection).
+    pub fn has_member(&self, room: &Room, id: &str) -> bool {
+        lock(&room.members).contains_key(id)
+    }
+
     /// Users with at least one connection.
     pub fn users_online(&self) -> usize {
         self.users_online.load(Ordering::Relaxed)

@@ -21,6 +21,9 @@ use super::session::Session;
 use super::status::{websocket_status, AuthFailure, WorkerMetrics};
 use super::wire::{self, Id, Out, Request as Req};
 
+#[path = "handler_moderation.rs"]
+mod moderation_glue;
+
 /// The subprotocol of wire protocol v1.
 pub const SUBPROTOCOL: &str = "edgews.v1";
 /// The subprotocol prefix that carries a token (`token.<jwt>`).
@@ -109,6 +112,11 @@ impl RoomHandler {
         let s = conn.data_mut();
         s.user = Some(user.clone());
         s.roles = claims.role_bits();
+        // Registered first, then checked: a server-wide ban recorded meanwhile
+        // either is seen here or finds this connection registered.
+        if self.refuse_banned(conn, id, user.id()) {
+            return;
+        }
         self.set_expiry(conn, claims.exp);
         let cfg = &self.shared.cfg;
         let conn_id = conn.id().to_string();
@@ -184,7 +192,7 @@ impl RoomHandler {
                 "authenticate first: send {\"type\":\"auth\",\"token\":...}",
             ),
             Req::Refresh { token } => self.refresh(conn, id, token),
-            Req::Join { room, password: _ } => self.join(conn, id, room),
+            Req::Join { room, password } => self.join(conn, id, room, password),
             Req::Leave { room } => self.leave(conn, id, room),
             Req::Message {
                 room,
@@ -194,6 +202,9 @@ impl RoomHandler {
                 let Some(user) = member(conn, room) else {
                     return self.not_in_room(conn, id, room);
                 };
+                if self.refuse_post(conn, id, room, user.id()) {
+                    return;
+                }
                 let ts = unix_ms();
                 let text = self
                     .event
@@ -283,10 +294,14 @@ impl RoomHandler {
                 cursor,
                 limit,
             } => self.who(conn, id, room, cursor, limit),
+            Req::Moderate(m) => self.moderate(conn, id, m),
             Req::Typing { room } => {
                 let Some(user) = member(conn, room) else {
                     return self.not_in_room(conn, id, room);
                 };
+                if self.refuse_post(conn, id, room, user.id()) {
+                    return;
+                }
                 let text = self
                     .event
                     .start("typing", None)
@@ -352,7 +367,13 @@ impl RoomHandler {
         conn.send_text(out.finish());
     }
 
-    fn join(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
+    fn join(
+        &mut self,
+        conn: &mut C<'_, '_>,
+        id: Option<Id<'_>>,
+        room: &str,
+        password: Option<&str>,
+    ) {
         if let Some(r) = self.joined(conn, room) {
             // Already in: the same answer again, no event.
             self.ack_members(conn, id, room, r.count() as u64);
@@ -367,13 +388,20 @@ impl RoomHandler {
             return self.error(conn, id, ErrorCode::TooManyRooms, &msg);
         }
         let user = conn.data().user.clone().expect("authenticated");
-        let joined = match self.shared.dir.join(&user, room, cfg.max_members_per_room) {
+        // Reserved names, bans, private rooms and passwords; the room's limit.
+        let roles = conn.data().roles;
+        let max_members =
+            match super::moderation::check_join(&self.shared, room, user.id(), roles, password) {
+                Ok(max) => max,
+                Err(e) => return self.refused(conn, id, &e),
+            };
+        let joined = match self.shared.dir.join(&user, room, max_members) {
             Ok(j) => j,
             Err(code) => {
                 let msg = format!(
                     "`{}` has {} members, the most allowed",
                     clip(room),
-                    cfg.max_members_per_room
+                    max_members
                 );
                 return self.error(conn, id, code, &msg);
             }
@@ -518,6 +546,10 @@ impl Handler for RoomHandler {
         if let Some(token) = token {
             match self.shared.keys.verify(token) {
                 Ok(claims) => {
+                    // A server-wide ban: 403 with a JSON body.
+                    if let Err(e) = super::moderation::check_connect(&self.shared, &claims.sub) {
+                        return Err(json_reject(403, e.code, &e.message));
+                    }
                     // Registered with its connection id in on_open, which
                     // follows at once; the claims ride along until then.
                     session.user = Some(super::directory::Directory::detached(
@@ -612,6 +644,10 @@ impl Handler for RoomHandler {
         } else {
             conn.set_timer(Duration::from_secs(at - now));
         }
+    }
+
+    fn on_notify(&mut self, conn: &mut Conn<'_, Session>, payload: &[u8]) {
+        self.notice(conn, payload);
     }
 
     fn on_close(&mut self, conn: &mut Conn<'_, Session>, _close: CloseInfo<'_>) {

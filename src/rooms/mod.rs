@@ -9,6 +9,8 @@
 //! - [`codes`]: the stable error and close codes.
 //! - [`directory`]: who is online and who is in which room, across workers.
 //! - [`limits`]: rate limits and origin checks.
+//! - [`moderation`]: room settings, moderation and server-wide bans (the
+//!   service layer the handler and the admin API share).
 //! - [`handler`]: the per-message chain: auth → limits → dispatch.
 //! - [`status`]: `/api/websocket/status`, metrics and health.
 //! - [`admin`]: the admin HTTP API on its own listener (`admin.listen`).
@@ -23,6 +25,7 @@ pub use config::RoomServerConfig;
 pub mod directory;
 pub mod handler;
 pub mod limits;
+pub mod moderation;
 pub mod server;
 pub mod session;
 pub mod status;

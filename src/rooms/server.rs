@@ -14,6 +14,7 @@ use super::auth::Keys;
 use super::config::RoomServerConfig;
 use super::directory::Directory;
 use super::handler::RoomHandler;
+use super::moderation::Moderation;
 use super::status::{RoomStatus, WorkerMetrics};
 
 /// What every worker's handler shares: the configuration, the keys, the
@@ -26,6 +27,8 @@ pub struct Shared {
     pub keys: Keys,
     /// Users and rooms.
     pub dir: Directory,
+    /// Room settings, moderation state and server-wide bans.
+    pub moderation: Moderation,
     /// Counters, by worker.
     pub metrics: Box<[WorkerMetrics]>,
     /// The engine's handle, once bound.
@@ -75,6 +78,7 @@ impl RoomServer {
             cfg,
             keys,
             dir: Directory::default(),
+            moderation: Moderation::default(),
             handle: OnceLock::new(),
             dev_tokens: AtomicBool::new(false),
             started: Instant::now(),

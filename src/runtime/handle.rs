@@ -28,6 +28,9 @@ pub(crate) enum Command {
     },
     /// Queue a framed message for one connection.
     Send { id: ConnId, frame: Bytes },
+    /// Hand an application payload to the handler of one connection
+    /// ([`super::Handler::on_notify`]).
+    Notify { id: ConnId, payload: Bytes },
     /// Close one connection.
     Close {
         id: ConnId,
@@ -186,6 +189,24 @@ impl ServerHandle {
         let frame = server_frame(msg.opcode(), msg.as_bytes());
         self.link(id)
             .is_some_and(|l| l.send(Command::Send { id, frame }))
+    }
+
+    /// Hands `payload` to the handler of connection `id`: its own worker
+    /// calls [`super::Handler::on_notify`] with it, in that connection's
+    /// context, so the application can act on a connection of another worker
+    /// through its normal paths (leave a room, update its state, close it).
+    ///
+    /// Asynchronous: the call returns at once and the handler runs on the
+    /// target's worker after the current callback (if called from one).
+    /// Commands to one worker are carried out in the order they were sent
+    /// from one thread, so a [`ServerHandle::publish`] followed by a
+    /// `notify` reaches the target's worker in that order. Returns false when
+    /// the target's worker is gone; a stale id (the connection closed
+    /// meanwhile) is ignored by the worker.
+    pub fn notify(&self, id: ConnId, payload: &[u8]) -> bool {
+        let payload = Bytes::copy_from_slice(payload);
+        self.link(id)
+            .is_some_and(|l| l.send(Command::Notify { id, payload }))
     }
 
     /// Closes one connection with `code` and `reason`.

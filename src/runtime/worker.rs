@@ -373,6 +373,14 @@ impl<H: Handler> Worker<H> {
                         self.ctx.send_framed(key, id.gen, frame);
                     }
                 }
+                Command::Notify { id, payload } => {
+                    if let Some(key) = self.live_open(id) {
+                        let closing = self.conns[key].core.has(flag::CLOSE_REQUESTED);
+                        if !closing {
+                            self.with_conn(key, |h, c| h.on_notify(c, &payload));
+                        }
+                    }
+                }
                 Command::Close { id, code, reason } => {
                     if let Some(key) = self.live_open(id) {
                         self.ctx.closes.push(CloseRequest {
