@@ -276,7 +276,11 @@ fn one_room_shows_settings_stats_and_members_paged() {
     assert_eq!(v["next"], Value::Null);
 
     let (s, v) = get(admin, "/api/admin/rooms/nowhere");
-    assert_eq!((s, v["code"].as_str()), (404, Some("not_found")), "{v}");
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (404, Some("room_not_found")),
+        "{v}"
+    );
     let (s, v) = get(admin, "/api/admin/rooms/a%00b");
     assert_eq!((s, v["code"].as_str()), (400, Some("bad_request")), "{v}");
     let long = "x".repeat(129);
@@ -537,4 +541,173 @@ fn past_eight_requests_at_once_the_ninth_gets_503() {
         "/api/admin/rooms"
     )
     .0 == 200));
+}
+
+#[test]
+fn kick_ban_mute_and_their_undoing_act_on_both_workers() {
+    let rooms = Rooms::start(admin_config());
+    let admin = rooms.admin.expect("admin");
+    let mut watcher = rooms.user("wendy");
+    watcher.join("mod");
+    let mut target = rooms.user_on_both_workers("troll");
+    for (c, _) in target.iter_mut() {
+        c.join("mod");
+    }
+    watcher.fence();
+
+    // Kick: the room hears it (by null: the admin API), every connection leaves.
+    let (s, v) = post(
+        admin,
+        "/api/admin/rooms/mod/kick",
+        r#"{"user":"troll","reason":"spam"}"#,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["connections"].as_u64(), Some(target.len() as u64), "{v}");
+    let e = watcher.recv_type("user_kicked");
+    assert_eq!(
+        (e["user"]["id"].as_str(), e["reason"].as_str()),
+        (Some("troll"), Some("spam"))
+    );
+    assert_eq!(e["by"], Value::Null, "{e}");
+    assert!(wait_until(Duration::from_secs(5), || {
+        get(admin, "/api/admin/rooms/mod").1["count"] == 1
+    }));
+    // Kicking someone who is not in the room is refused.
+    let (s, v) = post(admin, "/api/admin/rooms/mod/kick", r#"{"user":"troll"}"#);
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (404, Some("user_not_in_room")),
+        "{v}"
+    );
+
+    // Ban: by user id, so a new connection cannot join; unban lifts it.
+    for (c, _) in target.iter_mut() {
+        c.join("mod");
+    }
+    let (s, v) = post(
+        admin,
+        "/api/admin/rooms/mod/ban",
+        r#"{"user":"troll","duration_s":600,"reason":"again"}"#,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert!(v["until"].as_u64().unwrap() > now_ms(), "{v}");
+    watcher.recv_type("user_banned");
+    let mut fresh = rooms.user("troll");
+    fresh.error(json!({"type":"join","room":"mod"}), "banned");
+    let (_, v) = get(admin, "/api/admin/rooms/mod");
+    assert_eq!(v["settings"]["bans"][0]["user"], "troll", "{v}");
+    assert_eq!(
+        post(admin, "/api/admin/rooms/mod/unban", r#"{"user":"troll"}"#).0,
+        200
+    );
+    fresh.join("mod");
+
+    // Mute: still a member, but its messages are refused until unmuted.
+    let (s, v) = post(admin, "/api/admin/rooms/mod/mute", r#"{"user":"troll"}"#);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["until"], Value::Null);
+    fresh.error(json!({"type":"message","room":"mod","data":"x"}), "muted");
+    assert_eq!(
+        post(admin, "/api/admin/rooms/mod/unmute", r#"{"user":"troll"}"#).0,
+        200
+    );
+    fresh.ack(json!({"type":"message","room":"mod","data":"back"}));
+
+    // Bodies are strict per action.
+    let bad: [(&str, &str); 6] = [
+        ("kick", r#"{"user":"troll","duration_s":5}"#),
+        ("unban", r#"{"user":"troll","reason":"x"}"#),
+        ("ban", r#"{"duration_s":5}"#),
+        ("mute", r#"{"user":"troll","for":5}"#),
+        ("ban", r#"{"user":"troll","duration_s":-1}"#),
+        ("kick", ""),
+    ];
+    for (action, body) in bad {
+        let (s, v) = post(admin, &format!("/api/admin/rooms/mod/{action}"), body);
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (400, Some("bad_request")),
+            "{action} {body}: {v}"
+        );
+    }
+    // The read-only token may not moderate.
+    let (s, _) = call(
+        admin,
+        "POST",
+        "/api/admin/rooms/mod/kick",
+        Some(READ_TOKEN),
+        Some(r#"{"user":"troll"}"#),
+    );
+    assert_eq!(s, 403);
+}
+
+#[test]
+fn rooms_are_created_invited_to_and_deleted_through_the_api() {
+    let rooms = Rooms::start(admin_config());
+    let admin = rooms.admin.expect("admin");
+    let (s, v) = post(
+        admin,
+        "/api/admin/rooms/vip/create",
+        r#"{"public":false,"max_members":5}"#,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["created"].as_bool(), v["public"].as_bool()),
+        (Some(true), Some(false))
+    );
+    // Created rooms exist without members.
+    let (s, v) = get(admin, "/api/admin/rooms/vip");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["count"].as_u64(), v["settings"]["max_members"].as_u64()),
+        (Some(0), Some(5))
+    );
+    let (s, v) = post(admin, "/api/admin/rooms/vip/create", "{}");
+    assert_eq!((s, v["code"].as_str()), (409, Some("room_exists")), "{v}");
+
+    let mut guest = rooms.user("gus");
+    guest.error(json!({"type":"join","room":"vip"}), "not_invited");
+    assert_eq!(
+        post(admin, "/api/admin/rooms/vip/invite", r#"{"user":"gus"}"#).0,
+        200
+    );
+    guest.join("vip");
+
+    let (s, v) = post(admin, "/api/admin/rooms/vip/delete", "");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["connections"], 1);
+    guest.recv_type("room_deleted");
+    let (s, v) = get(admin, "/api/admin/rooms/vip");
+    assert!(s == 404 || v["settings"]["created"] == false, "{s} {v}");
+    let (s, v) = post(admin, "/api/admin/rooms/vip/create", r#"{"colour":"red"}"#);
+    assert_eq!((s, v["code"].as_str()), (400, Some("bad_request")), "{v}");
+}
+
+#[test]
+fn a_server_wide_ban_closes_every_connection_with_4009_until_lifted() {
+    let rooms = Rooms::start(admin_config());
+    let admin = rooms.admin.expect("admin");
+    let conns = rooms.user_on_both_workers("mallory");
+    let mut other = rooms.user("oscar");
+    let (s, v) = post(
+        admin,
+        "/api/admin/users/mallory/ban",
+        r#"{"reason":"fraud"}"#,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["connections"].as_u64(), Some(conns.len() as u64), "{v}");
+    for (mut c, _) in conns {
+        assert_eq!(c.expect_close(), 4009);
+    }
+    let token = rooms.token("mallory", "Mallory");
+    assert!(
+        rooms.open(&format!("/ws?token={token}"), &[]).is_err(),
+        "a banned user connected"
+    );
+    assert_eq!(other.request(json!({"type":"ping"}))["type"], "pong");
+    let (s, v) = post(admin, "/api/admin/users/mallory/unban", "");
+    assert_eq!(s, 200, "{v}");
+    rooms.user("mallory");
+    let (s, _) = post(admin, "/api/admin/users/mallory/ban", r#"{"user":"x"}"#);
+    assert_eq!(s, 400);
 }

@@ -33,6 +33,7 @@ use crate::runtime::{ConnectionInfo, Error, HttpResponse, ServerHandle};
 
 use super::codes::{ErrorCode, CLOSE_DISCONNECTED};
 use super::config::AdminConfig;
+use super::moderation::{self, Actor, Refused, RoomOptions};
 use super::server::Shared;
 use super::wire::{self, Out, MAX_ROOM_BYTES};
 
@@ -377,6 +378,12 @@ impl AdminApi {
             ["rooms", room, "publish"] if req.method == "POST" => {
                 ("POST", self.publish(room, &req.body, handle))
             }
+            ["rooms", room, action] if req.method == "POST" && ROOM_ACTIONS.contains(action) => {
+                ("POST", self.room_action(room, action, &req.body))
+            }
+            ["users", user, action @ ("ban" | "unban")] if req.method == "POST" => {
+                ("POST", self.server_ban(user, action, &req.body))
+            }
             ["users", user, "disconnect"] if req.method == "POST" => {
                 ("POST", self.disconnect(user, &req.body, handle))
             }
@@ -487,23 +494,48 @@ impl AdminApi {
             Ok(a) => a,
             Err(resp) => return resp,
         };
-        let Some(r) = self.shared.dir.room(room) else {
+        let Some(view) = moderation::room_view(&self.shared, room) else {
             return fail(
                 404,
-                ErrorCode::NotFound,
+                ErrorCode::RoomNotFound,
                 &format!(
-                    "no room `{}` (a room exists while it has members)",
+                    "no room `{}` (neither created nor with members)",
                     clip(room)
                 ),
             );
         };
-        let page = self.shared.dir.page(&r, cursor.as_deref(), limit);
-        let members: Vec<Value> = page
-            .members
-            .iter()
-            .map(|(u, status)| json!({ "id": u.id(), "name": u.name(), "status": status.as_str() }))
-            .collect();
+        let page = self
+            .shared
+            .dir
+            .room(room)
+            .map(|r| self.shared.dir.page(&r, cursor.as_deref(), limit));
+        let (count, members, next) = match &page {
+            Some(p) => (
+                p.count,
+                p.members
+                    .iter()
+                    .map(|(u, status)| {
+                        json!({ "id": u.id(), "name": u.name(), "status": status.as_str() })
+                    })
+                    .collect(),
+                p.next.clone(),
+            ),
+            None => (0, Vec::<Value>::new(), None),
+        };
         let cfg = &self.shared.cfg;
+        let mut settings = json!(view);
+        if let Some(obj) = settings.as_object_mut() {
+            // Named once, at the top level.
+            obj.remove("room");
+            obj.remove("members");
+            obj.insert(
+                "member_events".into(),
+                json!(
+                    cfg.member_events_max_room_size == 0
+                        || count <= cfg.member_events_max_room_size
+                ),
+            );
+        }
         let stats = handle.room_stats(room).map(|(connections, s)| {
             json!({
                 "connections": connections,
@@ -517,15 +549,11 @@ impl AdminApi {
             200,
             &json!({
                 "room": room,
-                "settings": {
-                    "max_members": cfg.max_members_per_room,
-                    "member_events": cfg.member_events_max_room_size == 0
-                        || page.count <= cfg.member_events_max_room_size,
-                },
+                "settings": settings,
                 "stats": stats,
-                "count": page.count,
+                "count": count,
                 "members": members,
-                "next": page.next,
+                "next": next,
             }),
         )
     }
@@ -572,6 +600,144 @@ impl AdminApi {
         let members = self.shared.dir.room(room).map_or(0, |r| r.count());
         tracing::info!(target: "edgews::audit", actor = "admin-api", action = "publish", room, members, "admin publish");
         reply(200, &json!({ "room": room, "members": members, "ts": ts }))
+    }
+
+    /// `POST /api/admin/rooms/{room}/{action}`: create, delete and the
+    /// moderation actions, through the same functions as the WebSocket
+    /// requests, acting as `admin`.
+    fn room_action(&self, room: &str, action: &str, body: &[u8]) -> HttpResponse {
+        if let Err(resp) = check_room(room) {
+            return resp;
+        }
+        let shared = &self.shared;
+        let actor = Actor::AdminApi;
+        match action {
+            "create" => {
+                let opts: RoomOptions = if body.iter().all(u8::is_ascii_whitespace) {
+                    RoomOptions::default()
+                } else {
+                    match parse_body(body) {
+                        Ok(o) => o,
+                        Err(resp) => return resp,
+                    }
+                };
+                return match moderation::create(shared, actor, room, &opts) {
+                    Ok(view) => reply(200, &json!(view)),
+                    Err(r) => refused(&r),
+                };
+            }
+            "delete" => {
+                if !body.iter().all(u8::is_ascii_whitespace) && body != b"{}" {
+                    return fail(400, ErrorCode::BadRequest, "delete takes no body (or {})");
+                }
+                return match moderation::delete(shared, actor, room) {
+                    Ok(n) => reply(200, &json!({ "room": room, "connections": n })),
+                    Err(r) => refused(&r),
+                };
+            }
+            _ => {}
+        }
+        let t: Target = match parse_body(body) {
+            Ok(t) => t,
+            Err(resp) => return resp,
+        };
+        let Some(user) = t.user.as_deref() else {
+            return fail(
+                400,
+                ErrorCode::BadRequest,
+                &format!("{action} needs `user`"),
+            );
+        };
+        if let Err(resp) = check_user(user) {
+            return resp;
+        }
+        let takes_duration = matches!(action, "ban" | "mute");
+        let takes_reason = matches!(action, "ban" | "mute" | "kick");
+        if t.duration_s.is_some() && !takes_duration {
+            return fail(
+                400,
+                ErrorCode::BadRequest,
+                &format!("{action} takes no `duration_s`"),
+            );
+        }
+        if t.reason.is_some() && !takes_reason {
+            return fail(
+                400,
+                ErrorCode::BadRequest,
+                &format!("{action} takes no `reason`"),
+            );
+        }
+        let duration = t.duration_s.map(Duration::from_secs);
+        let reason = t.reason.as_deref();
+        let plain = |r: Result<(), Refused>| r.map(|()| json!({ "room": room, "user": user }));
+        let done = match action {
+            "kick" => moderation::kick(shared, actor, room, user, reason)
+                .map(|n| json!({ "room": room, "user": user, "connections": n })),
+            "ban" => moderation::ban(shared, actor, room, user, duration, reason).map(|s| {
+                json!({ "room": room, "user": user, "until": s.until, "connections": s.connections })
+            }),
+            "mute" => moderation::mute(shared, actor, room, user, duration, reason)
+                .map(|s| json!({ "room": room, "user": user, "until": s.until })),
+            "unban" => plain(moderation::unban(shared, actor, room, user)),
+            "unmute" => plain(moderation::unmute(shared, actor, room, user)),
+            "invite" => plain(moderation::invite(shared, actor, room, user)),
+            "grant" => plain(moderation::grant(shared, actor, room, user)),
+            _ => plain(moderation::revoke(shared, actor, room, user)),
+        };
+        match done {
+            Ok(v) => reply(200, &v),
+            Err(r) => refused(&r),
+        }
+    }
+
+    /// `POST /api/admin/users/{user}/ban` `{"duration_s"?,"reason"?}` and
+    /// `POST /api/admin/users/{user}/unban`: the server-wide ban.
+    fn server_ban(&self, user: &str, action: &str, body: &[u8]) -> HttpResponse {
+        if let Err(resp) = check_user(user) {
+            return resp;
+        }
+        let t: Target = if body.iter().all(u8::is_ascii_whitespace) {
+            Target {
+                user: None,
+                duration_s: None,
+                reason: None,
+            }
+        } else {
+            match parse_body(body) {
+                Ok(t) => t,
+                Err(resp) => return resp,
+            }
+        };
+        if t.user.is_some() {
+            return fail(
+                400,
+                ErrorCode::BadRequest,
+                "the user is in the path, not the body",
+            );
+        }
+        let actor = Actor::AdminApi;
+        let done = if action == "ban" {
+            moderation::server_ban(
+                &self.shared,
+                actor,
+                user,
+                t.duration_s.map(Duration::from_secs),
+                t.reason.as_deref(),
+            )
+            .map(|s| json!({ "user": user, "until": s.until, "connections": s.connections }))
+        } else if t.duration_s.is_some() || t.reason.is_some() {
+            return fail(
+                400,
+                ErrorCode::BadRequest,
+                "unban takes no `duration_s` or `reason`",
+            );
+        } else {
+            moderation::server_unban(&self.shared, actor, user).map(|()| json!({ "user": user }))
+        };
+        match done {
+            Ok(v) => reply(200, &v),
+            Err(r) => refused(&r),
+        }
     }
 
     /// `GET /api/admin/users/{user}/connections`
@@ -652,9 +818,35 @@ impl AdminApi {
     }
 }
 
+/// The moderation and settings actions on a room: `POST
+/// /api/admin/rooms/{room}/{action}`, each one function of
+/// [`super::moderation`] called as [`Actor::AdminApi`].
+const ROOM_ACTIONS: [&str; 10] = [
+    "create", "delete", "kick", "ban", "unban", "mute", "unmute", "invite", "grant", "revoke",
+];
+
+/// The body of a moderation action: the target and, where the action takes
+/// them, a duration and a reason.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Target {
+    user: Option<String>,
+    duration_s: Option<u64>,
+    reason: Option<String>,
+}
+
+/// A refusal of the moderation layer, as an HTTP answer.
+fn refused(r: &Refused) -> HttpResponse {
+    fail(r.http_status(), r.code, &r.message)
+}
+
 /// The routes that take `POST`.
 fn known_post(route: &[&str]) -> bool {
-    matches!(route, ["rooms", _, "publish"] | ["users", _, "disconnect"])
+    match route {
+        ["rooms", _, "publish"] | ["users", _, "disconnect" | "ban" | "unban"] => true,
+        ["rooms", _, action] => ROOM_ACTIONS.contains(action),
+        _ => false,
+    }
 }
 
 fn method_not_allowed(allow: &str) -> HttpResponse {
