@@ -129,6 +129,8 @@ pub struct RoomServerConfig {
     pub auth: AuthConfig,
     /// TLS (wss): both files or neither.
     pub tls: Option<TlsConfig>,
+    /// Room history: store, limits (`docs/protocol.md`, "History and recovery").
+    pub history: super::history::HistoryConfig,
 }
 
 /// A named set of defaults.
@@ -263,6 +265,7 @@ impl Default for RoomServerConfig {
             rate_limit: RateLimitConfig::default(),
             auth: AuthConfig::default(),
             tls: None,
+            history: super::history::HistoryConfig::default(),
         }
     }
 }
@@ -624,6 +627,31 @@ impl RoomServerConfig {
             return err(
                 "rate_limit.abuse_window_secs",
                 format!("must be 1 to 3600, not {}", rl.abuse_window_secs),
+            );
+        }
+        let h = &self.history;
+        if h.size > 1_000_000 {
+            return err(
+                "history.size",
+                format!("must be at most 1000000, not {}", h.size),
+            );
+        }
+        if !(1..=100_000).contains(&h.max_limit) {
+            return err(
+                "history.max_limit",
+                format!("must be 1 to 100000, not {}", h.max_limit),
+            );
+        }
+        if !(1..=h.max_limit).contains(&h.default_limit) {
+            return err(
+                "history.default_limit",
+                format!("must be 1 to history.max_limit, not {}", h.default_limit),
+            );
+        }
+        if h.max_memory_bytes < 1 << 16 {
+            return err(
+                "history.max_memory_bytes",
+                format!("must be at least 65536, not {}", h.max_memory_bytes),
             );
         }
         let a = &self.auth;
@@ -1317,5 +1345,9 @@ mod tests {
         assert_eq!(section("rate_limit"), fields::<RateLimitConfig>());
         assert_eq!(section("auth"), fields::<AuthConfig>());
         assert_eq!(section("tls"), fields::<TlsConfig>());
+        assert_eq!(
+            section("history"),
+            fields::<super::super::history::HistoryConfig>()
+        );
     }
 }

@@ -11,6 +11,8 @@
 //! - [`limits`]: rate limits and origin checks.
 //! - [`handler`]: the per-message chain: auth → limits → dispatch.
 //! - [`status`]: `/api/websocket/status`, metrics and health.
+//! - [`history`]: offsets, epochs, history stores and the one function that
+//!   publishes a room message.
 
 pub mod assets;
 pub mod auth;
@@ -20,6 +22,7 @@ pub mod config;
 pub use config::RoomServerConfig;
 pub mod directory;
 pub mod handler;
+pub mod history;
 pub mod limits;
 pub mod server;
 pub mod session;

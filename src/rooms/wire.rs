@@ -53,6 +53,7 @@ pub enum Request<'a> {
     Join {
         room: &'a str,
         password: Option<&'a str>,
+        since: Option<Since<'a>>,
     },
     /// Leave a room.
     Leave { room: &'a str },
@@ -76,11 +77,30 @@ pub enum Request<'a> {
     Typing { room: &'a str },
     /// Liveness check.
     Ping,
+    /// A page of a room's history.
+    History {
+        room: &'a str,
+        since: Option<u64>,
+        limit: Option<usize>,
+    },
 }
 
+/// A client's position in a room's history (`join {since}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Since<'a> {
+    /// The room's epoch the client last saw.
+    pub epoch: &'a str,
+    /// The offset of the last message the client got.
+    pub offset: u64,
+}
+
+/// Longest `epoch` a client may send, in bytes.
+pub const MAX_EPOCH_BYTES: usize = 64;
+
 /// The request types, for metrics (index = position).
-pub const TYPES: [&str; 10] = [
+pub const TYPES: [&str; 11] = [
     "auth", "refresh", "join", "leave", "message", "private", "presence", "who", "typing", "ping",
+    "history",
 ];
 
 impl Request<'_> {
@@ -97,6 +117,7 @@ impl Request<'_> {
             Request::Who { .. } => 7,
             Request::Typing { .. } => 8,
             Request::Ping => 9,
+            Request::History { .. } => 10,
         }
     }
 }
@@ -199,13 +220,14 @@ pub fn request<'a>(value: &'a Value<'a>) -> Result<(Option<Id<'a>>, Request<'a>)
     };
     let fields: &[&str] = match kind {
         "auth" | "refresh" => &["token"],
-        "join" => &["room", "password"],
+        "join" => &["room", "password", "since"],
         "leave" | "typing" => &["room"],
         "message" => &["room", "data", "exclude_self"],
         "private" => &["to", "data"],
         "presence" => &["status"],
         "who" => &["room", "cursor", "limit"],
         "ping" => &[],
+        "history" => &["room", "since", "limit"],
         _ => {
             return Err(Invalid {
                 code: ErrorCode::UnknownType,
@@ -234,6 +256,7 @@ pub fn request<'a>(value: &'a Value<'a>) -> Result<(Option<Id<'a>>, Request<'a>)
         "join" => Request::Join {
             room: f.room()?,
             password: f.opt_string("password", 256)?,
+            since: f.opt_since()?,
         },
         "leave" => Request::Leave { room: f.room()? },
         "typing" => Request::Typing { room: f.room()? },
@@ -259,6 +282,11 @@ pub fn request<'a>(value: &'a Value<'a>) -> Result<(Option<Id<'a>>, Request<'a>)
         "who" => Request::Who {
             room: f.room()?,
             cursor: f.opt_string("cursor", MAX_CURSOR_BYTES)?,
+            limit: f.opt_count("limit")?,
+        },
+        "history" => Request::History {
+            room: f.room()?,
+            since: f.opt_offset("since")?,
             limit: f.opt_count("limit")?,
         },
         _ => Request::Ping,
@@ -329,6 +357,58 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A non-negative integer (an offset).
+    fn opt_offset(&self, name: &str) -> Result<Option<u64>, Invalid<'a>> {
+        offset_of(self.obj.get(name)).map_err(|()| {
+            bad(
+                self.id,
+                format!("`{name}` must be an offset (an integer >= 0)"),
+            )
+        })
+    }
+
+    /// `since: {epoch, offset}`, nothing else.
+    fn opt_since(&self) -> Result<Option<Since<'a>>, Invalid<'a>> {
+        let obj = match self.obj.get("since") {
+            None | Some(Value::Static(StaticNode::Null)) => return Ok(None),
+            Some(Value::Object(o)) => o,
+            Some(_) => {
+                return Err(bad(
+                    self.id,
+                    "`since` must be an object {\"epoch\": string, \"offset\": integer}".into(),
+                ))
+            }
+        };
+        for key in obj.keys() {
+            let key: &str = key.as_ref();
+            if key != "epoch" && key != "offset" {
+                return Err(bad(
+                    self.id,
+                    format!("unknown field `{}` in `since`", clip(key)),
+                ));
+            }
+        }
+        let epoch = match obj.get("epoch") {
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_EPOCH_BYTES => s.as_ref(),
+            _ => {
+                return Err(bad(
+                    self.id,
+                    format!("`since.epoch` must be a string of 1 to {MAX_EPOCH_BYTES} bytes"),
+                ))
+            }
+        };
+        let offset = match offset_of(obj.get("offset")) {
+            Ok(Some(o)) => o,
+            _ => {
+                return Err(bad(
+                    self.id,
+                    "`since.offset` must be an offset (an integer >= 0)".into(),
+                ))
+            }
+        };
+        Ok(Some(Since { epoch, offset }))
+    }
+
     fn opt_count(&self, name: &str) -> Result<Option<usize>, Invalid<'a>> {
         match self.obj.get(name) {
             None | Some(Value::Static(StaticNode::Null)) => Ok(None),
@@ -338,6 +418,16 @@ impl<'a> Fields<'a> {
             Some(Value::Static(StaticNode::I64(n))) if *n >= 1 => Ok(Some(*n as usize)),
             Some(_) => Err(bad(self.id, format!("`{name}` must be a positive integer"))),
         }
+    }
+}
+
+/// An optional non-negative integer.
+fn offset_of(v: Option<&Value<'_>>) -> Result<Option<u64>, ()> {
+    match v {
+        None | Some(Value::Static(StaticNode::Null)) => Ok(None),
+        Some(Value::Static(StaticNode::U64(n))) => Ok(Some(*n)),
+        Some(Value::Static(StaticNode::I64(n))) if *n >= 0 => Ok(Some(*n as u64)),
+        Some(_) => Err(()),
     }
 }
 
