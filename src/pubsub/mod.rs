@@ -7,13 +7,17 @@
 //! publish costs one frame encode in total and no lock.
 //!
 //! The API is on [`crate::runtime::Conn`] (`subscribe`, `unsubscribe`,
-//! `publish`, `publish_others`, `rooms`) and on
-//! [`crate::runtime::ServerHandle`] (`publish`, `room_size`) for other threads.
+//! `publish`, `publish_others`, `rooms`, and the sequenced `publish_seq`,
+//! `subscribe_after`) and on [`crate::runtime::ServerHandle`] (`publish`,
+//! `publish_seq`, `room_size`) for other threads.
 //! Slow members are bounded by [`crate::runtime::Config::backpressure_bytes`]
 //! and [`crate::runtime::SlowConsumerPolicy`].
 
+mod floors;
 mod published;
 mod rooms;
+
+pub(crate) use floors::Floors;
 
 pub(crate) use published::Published;
 pub use rooms::RoomStats;

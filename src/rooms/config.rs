@@ -131,6 +131,8 @@ pub struct RoomServerConfig {
     pub tls: Option<TlsConfig>,
     /// The admin HTTP API (its own listener; off unless `admin.listen` is set).
     pub admin: AdminConfig,
+    /// Room history: store, limits (`docs/protocol.md`, "History and recovery").
+    pub history: super::history::HistoryConfig,
 }
 
 /// A named set of defaults.
@@ -303,6 +305,7 @@ impl Default for RoomServerConfig {
             auth: AuthConfig::default(),
             tls: None,
             admin: AdminConfig::default(),
+            history: super::history::HistoryConfig::default(),
         }
     }
 }
@@ -664,6 +667,31 @@ impl RoomServerConfig {
             return err(
                 "rate_limit.abuse_window_secs",
                 format!("must be 1 to 3600, not {}", rl.abuse_window_secs),
+            );
+        }
+        let h = &self.history;
+        if h.size > 1_000_000 {
+            return err(
+                "history.size",
+                format!("must be at most 1000000, not {}", h.size),
+            );
+        }
+        if !(1..=100_000).contains(&h.max_limit) {
+            return err(
+                "history.max_limit",
+                format!("must be 1 to 100000, not {}", h.max_limit),
+            );
+        }
+        if !(1..=h.max_limit).contains(&h.default_limit) {
+            return err(
+                "history.default_limit",
+                format!("must be 1 to history.max_limit, not {}", h.default_limit),
+            );
+        }
+        if h.max_memory_bytes < 1 << 16 {
+            return err(
+                "history.max_memory_bytes",
+                format!("must be at least 65536, not {}", h.max_memory_bytes),
             );
         }
         let a = &self.auth;
@@ -1393,5 +1421,9 @@ mod tests {
         assert_eq!(section("auth"), fields::<AuthConfig>());
         assert_eq!(section("tls"), fields::<TlsConfig>());
         assert_eq!(section("admin"), fields::<AdminConfig>());
+        assert_eq!(
+            section("history"),
+            fields::<super::super::history::HistoryConfig>()
+        );
     }
 }

@@ -14,6 +14,7 @@ use super::auth::Keys;
 use super::config::RoomServerConfig;
 use super::directory::Directory;
 use super::handler::RoomHandler;
+use super::history::History;
 use super::moderation::Moderation;
 use super::status::{RoomStatus, WorkerMetrics};
 
@@ -29,6 +30,8 @@ pub struct Shared {
     pub dir: Directory,
     /// Room settings, moderation state and server-wide bans.
     pub moderation: Moderation,
+    /// Room history (offsets, epochs, the store) and the per-room ordering lock.
+    pub history: History,
     /// Counters, by worker.
     pub metrics: Box<[WorkerMetrics]>,
     /// The engine's handle, once bound.
@@ -71,7 +74,10 @@ impl RoomServer {
             engine = engine.tls(Some(store.server_config()?));
             reload_on_sighup(store)?;
         }
+        let history = History::open(&cfg.history)
+            .map_err(|e| Error::config(format!("history.store: {e}")))?;
         let shared = Arc::new(Shared {
+            history,
             metrics: (0..engine.workers)
                 .map(|_| WorkerMetrics::default())
                 .collect(),
@@ -124,7 +130,9 @@ impl RoomServer {
         &self.shared
     }
 
-    /// Starts the workers on threads of their own.
+    /// Starts the workers on threads of their own. After the server has
+    /// shut down, close the history store ([`History::close`] on
+    /// [`RoomServer::shared`]), which [`RoomServer::run`] does itself.
     pub fn start(self) -> Result<Running, Error> {
         if let Some(admin) = self.admin {
             admin.spawn(self.server.handle())?;
@@ -132,11 +140,17 @@ impl RoomServer {
         self.server.start()
     }
 
-    /// Starts the workers and waits until they have shut down.
+    /// Starts the workers, waits until they have shut down, then closes the
+    /// history store (a clean stop: the file store keeps its epochs).
     pub fn run(self) -> Result<(), Error> {
         if let Some(admin) = self.admin {
             admin.spawn(self.server.handle())?;
         }
-        self.server.run()
+        let shared = self.shared.clone();
+        let result = self.server.run();
+        if let Err(e) = shared.history.close() {
+            tracing::error!(error = %e, "closing the history store failed");
+        }
+        result
     }
 }

@@ -67,7 +67,6 @@ const TRIM_AFTER_OPENED: usize = 1024;
 pub(crate) struct Worker<H: Handler> {
     poll: Poll,
     listener: Option<TcpListener>,
-    inbox: mpsc::Receiver<Command>,
     conns: Slab<Connection<H::Data>>,
     handler: H,
     ctx: Ctx,
@@ -135,7 +134,6 @@ impl<H: Handler> Worker<H> {
         Ok(Worker {
             poll,
             listener: Some(listener),
-            inbox,
             conns: Slab::with_capacity(capacity),
             handler,
             rbuf: vec![0; cfg.receive_buffer_bytes],
@@ -145,6 +143,10 @@ impl<H: Handler> Worker<H> {
                 cfg,
                 out: Outbox::with_capacity(capacity),
                 rooms: Default::default(),
+                floors: Default::default(),
+                skip: Vec::new(),
+                inbox,
+                deferred: Default::default(),
                 closes: Vec::new(),
                 rearm: Vec::new(),
                 handle,
@@ -358,9 +360,23 @@ impl<H: Handler> Worker<H> {
 
     // ----- commands from other threads ----------------------------------------
 
+    /// Carries out the commands a callback set aside, then drains the
+    /// command channel. `mpsc` is one FIFO queue per worker: commands sent
+    /// one after the other (by any threads, ordered by a lock or by being on
+    /// one thread) are taken in that order. Sequenced publishes rely on it:
+    /// a room's publishes are numbered and sent to every worker's channel
+    /// under one lock, and a worker that publishes first fans out what is
+    /// waiting in its channel ([`Ctx::drain_publishes`]), so every worker
+    /// fans them out in the order of their numbers
+    /// ([`super::ServerHandle::publish_seq`]).
     fn commands(&mut self) {
         self.link().clear_notified();
-        while let Ok(cmd) = self.inbox.try_recv() {
+        while let Some(cmd) = self
+            .ctx
+            .deferred
+            .pop_front()
+            .or_else(|| self.ctx.inbox.try_recv().ok())
+        {
             match cmd {
                 Command::Publish { room, msg, exclude } => {
                     let exclude = exclude
@@ -1223,6 +1239,7 @@ impl<H: Handler> Worker<H> {
         };
         self.with_conn(key, |h, c| h.on_close(c, info));
         self.ctx.rooms.leave_all(key as u32);
+        self.ctx.floors.remove_all(key as u32);
         self.ctx.stats.rooms.set(self.ctx.rooms.len() as u64);
         self.ctx
             .stats
