@@ -315,8 +315,19 @@ fn publish_reaches_members_on_both_workers_as_the_admin() {
         (v["room"].as_str(), v["members"].as_u64()),
         (Some("news"), Some(2))
     );
+    assert!(
+        v["offset"].as_u64().is_some() && v["epoch"].is_string(),
+        "{v}"
+    );
+    let ack = v;
     for c in [&mut a, &mut b] {
         let m = c.recv_type("message");
+        // Numbered like every room message: the same offset and epoch.
+        assert_eq!(
+            (&m["offset"], &m["epoch"]),
+            (&ack["offset"], &ack["epoch"]),
+            "{m}"
+        );
         assert_eq!(m["room"], "news");
         assert_eq!(m["from"], json!({"id": "admin", "name": "Ops"}));
         assert_eq!(m["admin"], true, "{m}");
@@ -324,6 +335,13 @@ fn publish_reaches_members_on_both_workers_as_the_admin() {
         assert!(m["ts"].as_u64().unwrap() >= before, "{m}");
     }
     outsider.assert_quiet();
+    // It is in the room's history, marked as the admin's.
+    let h = a.ack(json!({"type":"history","room":"news"}));
+    let text = h.to_string();
+    assert!(
+        text.contains("maintenance at 10:00") && text.contains("\"admin\":true"),
+        "{h}"
+    );
     // Without `name`, the sender is called admin.
     let (s, _) = post(admin, "/api/admin/rooms/news/publish", r#"{"data":null}"#);
     assert_eq!(s, 200);

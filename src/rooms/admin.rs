@@ -28,14 +28,15 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
-use crate::protocol::Message;
 use crate::runtime::{ConnectionInfo, Error, HttpResponse, ServerHandle};
 
 use super::codes::{ErrorCode, CLOSE_DISCONNECTED};
 use super::config::AdminConfig;
+use super::directory::Directory;
+use super::history::{publish_message, Data, Origin};
 use super::moderation::{self, Actor, Refused, RoomOptions};
 use super::server::Shared;
-use super::wire::{self, Out, MAX_ROOM_BYTES};
+use super::wire::{self, MAX_ROOM_BYTES};
 
 /// Largest request head (request line and headers).
 pub const MAX_HEAD_BYTES: usize = 8 << 10;
@@ -587,19 +588,45 @@ impl AdminApi {
             );
         }
         let ts = unix_ms();
-        let mut out = Out::default();
-        let text = out
-            .start("message", None)
-            .str("room", room)
-            .user("from", ADMIN_SENDER_ID, &name)
-            .raw("data", &data.to_string())
-            .num("ts", ts)
-            .bool("admin", true)
-            .finish();
-        handle.publish(room, Message::Text(text));
+        let from = Directory::detached(ADMIN_SENDER_ID, &name);
+        let json = data.to_string();
+        let pos = match publish_message(
+            &self.shared.history,
+            Origin::Admin(handle),
+            room,
+            &from,
+            Data::Raw(&json),
+            ts,
+        ) {
+            Ok(pos) => pos,
+            Err(code) => {
+                return fail(
+                    500,
+                    code,
+                    "the history store failed: the message was not published",
+                )
+            }
+        };
         let members = self.shared.dir.room(room).map_or(0, |r| r.count());
-        tracing::info!(target: "edgews::audit", actor = "admin-api", action = "publish", room, members, "admin publish");
-        reply(200, &json!({ "room": room, "members": members, "ts": ts }))
+        tracing::info!(
+            target: "edgews::audit",
+            actor = "admin-api",
+            action = "publish",
+            room,
+            members,
+            offset = pos.offset,
+            "admin publish"
+        );
+        reply(
+            200,
+            &json!({
+                "room": room,
+                "members": members,
+                "ts": ts,
+                "offset": pos.offset,
+                "epoch": &*pos.epoch,
+            }),
+        )
     }
 
     /// `POST /api/admin/rooms/{room}/{action}`: create, delete and the

@@ -267,6 +267,9 @@ pub enum Origin<'c, 'a> {
     Conn(&'c mut Conn<'a, Session>, bool),
     /// Published from another thread (admin API, Redis): every member.
     Handle(&'c ServerHandle),
+    /// Published by the admin API: every member, the event marked
+    /// `"admin": true` (which no client can set).
+    Admin(&'c ServerHandle),
 }
 
 /// Publishes a room message: numbers it (the next offset of `room`),
@@ -288,6 +291,7 @@ pub fn publish_message(
     ts_ms: u64,
 ) -> Result<Position, ErrorCode> {
     let _order = history.lock(room);
+    let admin = matches!(origin, Origin::Admin(_));
     let mut out = Out::default();
     let mut write = |pos: &Position, buf: &mut Vec<u8>| {
         out.buf = std::mem::take(buf);
@@ -301,8 +305,11 @@ pub fn publish_message(
         };
         o.num("ts", ts_ms)
             .num("offset", pos.offset)
-            .str("epoch", &pos.epoch)
-            .finish();
+            .str("epoch", &pos.epoch);
+        if admin {
+            o.bool("admin", true);
+        }
+        o.finish();
         *buf = std::mem::take(&mut out.buf);
     };
     let mut buf = Vec::new();
@@ -318,7 +325,9 @@ pub fn publish_message(
     match origin {
         Origin::Conn(conn, true) => conn.publish_seq_others(room, pos.offset, Message::Text(text)),
         Origin::Conn(conn, false) => conn.publish_seq(room, pos.offset, Message::Text(text)),
-        Origin::Handle(h) => h.publish_seq(room, pos.offset, Message::Text(text)),
+        Origin::Handle(h) | Origin::Admin(h) => {
+            h.publish_seq(room, pos.offset, Message::Text(text))
+        }
     }
     Ok(pos)
 }
