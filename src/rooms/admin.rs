@@ -223,6 +223,19 @@ impl AdminApi {
                 "the admin API is serving its most requests at once; retry",
             )
             .header("Retry-After", "1");
+            // Read away what already arrived (without waiting), so the close
+            // does not reset the connection before the 503 is read.
+            let mut stream = stream;
+            if stream.set_nonblocking(true).is_ok() {
+                let mut sink = [0u8; 4096];
+                for _ in 0..16 {
+                    if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+                        break;
+                    }
+                }
+                let _ = stream.set_nonblocking(false);
+            }
+            let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
             let _ = answer(stream, &resp, false);
             return;
         }
@@ -613,8 +626,10 @@ impl AdminApi {
             actor = "admin-api",
             action = "publish",
             room,
+            target = "",
             members,
             offset = pos.offset,
+            outcome = "ok",
             "admin publish"
         );
         reply(
@@ -833,9 +848,11 @@ impl AdminApi {
             target: "edgews::audit",
             actor = "admin-api",
             action = "disconnect",
-            target_user = user,
+            room = "",
+            target = user,
             reason = %reason,
             closed,
+            outcome = "ok",
             "admin disconnect"
         );
         reply(
