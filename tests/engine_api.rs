@@ -234,6 +234,9 @@ impl Handler for Notified {
 
 #[test]
 fn notify_runs_the_targets_handler_on_its_own_worker() {
+    // `notify` is a worker command: the connection slot does not grow for it.
+    let slot = edgews::runtime::connection_bytes::<()>();
+    assert!(slot <= 48, "Connection<()> grew to {slot} bytes");
     let names = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     let mut cfg = config();
     cfg.workers = 2;

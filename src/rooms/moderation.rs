@@ -257,8 +257,9 @@ pub struct SanctionView {
 pub struct Sanction {
     /// When it ends (ms since the epoch), `None`: until lifted.
     pub until: Option<u64>,
-    /// Connections of the target that were told to leave the room (room ban)
-    /// or closed (server-wide ban); 0 for a mute.
+    /// Connections of the target that were told to leave the room (room
+    /// ban; 0 when the user was not in it) or closed (server-wide ban); 0
+    /// for a mute.
     pub connections: usize,
 }
 
@@ -594,7 +595,12 @@ pub fn check_post(shared: &Shared, room: &str, user: &str, roles: u8) -> Result<
     let Some(state) = shard.get_mut(room) else {
         return Ok(());
     };
-    let now = unix_ms();
+    // The clock only when there is something to expire.
+    let now = if state.bans.is_empty() && state.mutes.is_empty() {
+        0
+    } else {
+        unix_ms()
+    };
     if state.banned(user, now) {
         return Err(Refused::new(
             ErrorCode::Banned,
@@ -1066,7 +1072,11 @@ fn sanction(
         Some(until),
     );
     publish(shared, room, &text);
-    let connections = if is_ban {
+    let member = shared
+        .dir
+        .room(room)
+        .is_some_and(|r| shared.dir.has_member(&r, user));
+    let connections = if is_ban && member {
         notify_all(
             shared,
             &shared.dir.connections_of(user),
