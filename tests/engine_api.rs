@@ -188,3 +188,75 @@ fn untrusted_peer_forwarded_for_is_not_believed() {
         "peer address, not the header: {head}"
     );
 }
+
+/// Sequenced publishes: "join" subscribes to `r`; "after" publishes
+/// numbers 1..=3 through the handle (they wait in this worker's channel),
+/// then joins `r` with `subscribe_after(r, 3)` (or plainly with "plain"),
+/// then publishes number 4.
+struct Sequenced;
+
+impl Handler for Sequenced {
+    type Data = ();
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, Reject> {
+        Ok(Accept::new(()))
+    }
+    fn on_message(&mut self, conn: &mut Conn<'_, ()>, msg: Message<'_>) {
+        match msg {
+            Message::Text("join") => {
+                conn.subscribe("r");
+                conn.send_text("joined");
+            }
+            Message::Text(t @ ("after" | "plain")) => {
+                let handle = conn.handle().clone();
+                for n in 1..=3u64 {
+                    handle.publish_seq("r", n, Message::Text(&format!("m{n}")));
+                }
+                if t == "after" {
+                    conn.subscribe_after("r", 3);
+                } else {
+                    conn.subscribe("r");
+                }
+                conn.publish_seq("r", 4, Message::Text("m4"));
+                conn.publish_seq("r", 5, Message::Text("m5"));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads text messages until `last` arrives (bounded by the read timeout).
+fn read_until(ws: &mut common::Ws, last: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let t = read_text(ws);
+        let done = t == last;
+        got.push(t);
+        if done {
+            return got;
+        }
+    }
+    panic!("no {last} in {got:?}");
+}
+
+#[test]
+fn subscribe_after_skips_numbers_in_flight_and_nothing_later() {
+    let server = TestServer::start(config().workers(1), |_| Sequenced);
+    let mut member = connect(server.addr);
+    member.send(TMessage::text("join")).unwrap();
+    assert_eq!(read_text(&mut member), "joined");
+    let mut late = connect(server.addr);
+    late.send(TMessage::text("after")).unwrap();
+    // 1..=3 were still in the worker's channel when `late` joined after 3.
+    assert_eq!(read_until(&mut late, "m5"), ["m4", "m5"]);
+    assert_eq!(
+        read_until(&mut member, "m5"),
+        ["m1", "m2", "m3", "m4", "m5"],
+        "a member without a floor gets every number, in order"
+    );
+    // The same join without the floor gets the numbers in flight: the
+    // floor is what the first assertion sees.
+    let mut plain = connect(server.addr);
+    plain.send(TMessage::text("plain")).unwrap();
+    assert_eq!(read_until(&mut plain, "m5"), ["m1", "m2", "m3", "m4", "m5"]);
+    server.stop();
+}
