@@ -189,13 +189,13 @@ fn untrusted_peer_forwarded_for_is_not_believed() {
     );
 }
 
-/// Sequenced publishes: "join" subscribes to `r`; "after" publishes
-/// numbers 1..=3 through the handle (they wait in this worker's channel),
-/// then joins `r` with `subscribe_after(r, 3)` (or plainly with "plain"),
-/// then publishes number 4.
-struct Sequenced;
+/// In-order joins: "join" subscribes to `r`; "after" publishes m1..m3
+/// through the handle (they wait in this worker's channel), then joins `r`
+/// with `subscribe_in_order` (or plainly with "plain"), then publishes m4
+/// and m5 itself.
+struct Ordered;
 
-impl Handler for Sequenced {
+impl Handler for Ordered {
     type Data = ();
     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, Reject> {
         Ok(Accept::new(()))
@@ -208,16 +208,16 @@ impl Handler for Sequenced {
             }
             Message::Text(t @ ("after" | "plain")) => {
                 let handle = conn.handle().clone();
-                for n in 1..=3u64 {
-                    handle.publish_seq("r", n, Message::Text(&format!("m{n}")));
+                for n in 1..=3 {
+                    handle.publish("r", Message::Text(&format!("m{n}")));
                 }
                 if t == "after" {
-                    conn.subscribe_after("r", 3);
+                    conn.subscribe_in_order("r");
                 } else {
                     conn.subscribe("r");
                 }
-                conn.publish_seq("r", 4, Message::Text("m4"));
-                conn.publish_seq("r", 5, Message::Text("m5"));
+                conn.publish("r", Message::Text("m4"));
+                conn.publish("r", Message::Text("m5"));
             }
             _ => {}
         }
@@ -239,22 +239,22 @@ fn read_until(ws: &mut common::Ws, last: &str) -> Vec<String> {
 }
 
 #[test]
-fn subscribe_after_skips_numbers_in_flight_and_nothing_later() {
-    let server = TestServer::start(config().workers(1), |_| Sequenced);
+fn subscribe_in_order_skips_what_was_sent_before_and_keeps_order() {
+    let server = TestServer::start(config().workers(1), |_| Ordered);
     let mut member = connect(server.addr);
     member.send(TMessage::text("join")).unwrap();
     assert_eq!(read_text(&mut member), "joined");
     let mut late = connect(server.addr);
     late.send(TMessage::text("after")).unwrap();
-    // 1..=3 were still in the worker's channel when `late` joined after 3.
+    // m1..m3 were still in the worker's channel when `late` joined.
     assert_eq!(read_until(&mut late, "m5"), ["m4", "m5"]);
     assert_eq!(
         read_until(&mut member, "m5"),
         ["m1", "m2", "m3", "m4", "m5"],
-        "a member without a floor gets every number, in order"
+        "the worker's own publishes come after the ones sent to it before"
     );
-    // The same join without the floor gets the numbers in flight: the
-    // floor is what the first assertion sees.
+    // A plain join gets the publishes that were on their way: what the
+    // first assertion checks is the in-order join, not the timing.
     let mut plain = connect(server.addr);
     plain.send(TMessage::text("plain")).unwrap();
     assert_eq!(read_until(&mut plain, "m5"), ["m1", "m2", "m3", "m4", "m5"]);
