@@ -17,9 +17,6 @@ pub(crate) struct Published {
     /// shared compression mode on any worker; `None` when the message is under
     /// the compression threshold. Made by the first worker that needs it.
     pub deflated: OnceLock<Option<Bytes>>,
-    /// The application's sequence number of this publish in its room (0:
-    /// not sequenced). Members with a floor at or above it skip it.
-    pub seq: u64,
 }
 
 impl Published {
@@ -29,7 +26,6 @@ impl Published {
             header_len: FrameHeader::encoded_len(payload.len() as u64, false),
             opcode,
             deflated: OnceLock::new(),
-            seq: 0,
         }
     }
 

@@ -445,7 +445,7 @@ impl RoomHandler {
                 );
             }
         };
-        conn.subscribe_after(room, pos.offset);
+        conn.subscribe_in_order(room);
         if joined.first && self.member_events(joined.members) {
             let text = self
                 .event

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::protocol::{server_frame_with, CloseCode, Message, OpCode};
-use crate::pubsub::{Floors, Published, RoomStats, Rooms};
+use crate::pubsub::{Published, RoomStats, Rooms};
 
 use super::compression::Compressors;
 use super::config::{Config, SlowConsumerPolicy};
@@ -53,10 +53,6 @@ pub(crate) struct Ctx {
     pub cfg: Arc<Config>,
     pub out: Outbox,
     pub rooms: Rooms,
-    /// Sequenced-publish floors of this worker's connections (empty in steady state).
-    pub floors: Floors,
-    /// Scratch for the members a sequenced publish skips.
-    pub skip: Vec<u32>,
     /// This worker's command channel.
     pub inbox: mpsc::Receiver<Command>,
     /// Commands taken from the channel during a callback (to fan out the
@@ -146,15 +142,9 @@ impl Ctx {
     /// Queues a published message to this worker's members of `room`, except
     /// `exclude`, applying the slow-consumer policy. Each form of the message
     /// (plain, compressed per window size) is stored once and shared.
-    ///
-    /// A sequenced message (`msg.seq > 0`) skips the members whose floor
-    /// ([`Conn::subscribe_after`]) is at or above its number; with no floor
-    /// on this worker that costs one `is_empty` check.
     pub fn fanout(&mut self, room: &str, msg: &Published, exclude: Option<usize>) {
         let Ctx {
             rooms,
-            floors,
-            skip,
             out,
             closes,
             cfg,
@@ -162,10 +152,6 @@ impl Ctx {
             deflate,
             ..
         } = self;
-        skip.clear();
-        if msg.seq != 0 && !floors.is_empty() {
-            floors.skip(room, msg.seq, skip);
-        }
         let Some(room) = rooms.get_mut(room) else {
             return;
         };
@@ -175,7 +161,7 @@ impl Ctx {
         let (mut delivered, mut dropped, mut closed) = (0u64, 0u64, 0u64);
         for &m in room.members() {
             let m = m as usize;
-            if Some(m) == exclude || (!skip.is_empty() && skip.contains(&(m as u32))) {
+            if Some(m) == exclude {
                 continue;
             }
             if out.queued_bytes(m) > cfg.backpressure_bytes {
@@ -415,36 +401,29 @@ impl<D> Conn<'_, D> {
         joined
     }
 
-    /// Joins `room` (if not already a member) and skips every sequenced
-    /// publish of `room` numbered `seq` or lower from now on: those the
-    /// application sends this connection itself (from its history), and
-    /// some may still be on their way to this worker from another one.
+    /// Joins `room` after fanning out every publish already sent to this
+    /// worker: a publish sent (from any worker or thread) before this call
+    /// does not reach this connection, one sent after it does, in order.
     ///
-    /// Call it while holding the lock under which the application numbers
-    /// the room's publishes ([`Conn::publish_seq`]), with the room's latest
-    /// number: then the connection gets every publish numbered above `seq`,
-    /// in order, and none at or below it. The floor costs nothing per idle
-    /// connection: it sits in a small per-worker table that the first
-    /// publish numbered above `seq` (or leaving the room) empties again.
-    /// Returns false when the connection was already a member (the floor is
-    /// set anyway) or is closing (nothing is done).
-    pub fn subscribe_after(&mut self, room: &str, seq: u64) -> bool {
+    /// With an application lock per room held across [number a message,
+    /// publish it] and across [read the room's latest number, call this,
+    /// send the connection what it missed from a history], the connection
+    /// gets exactly the messages numbered above the one it was told, after
+    /// what it missed, without a gap or a duplicate. (A plain
+    /// [`Conn::subscribe`] may still deliver publishes that were on their
+    /// way to this worker when it was called.) Costs nothing per
+    /// connection; returns false when already a member or closing.
+    pub fn subscribe_in_order(&mut self, room: &str) -> bool {
         if !self.is_open() {
             return false;
         }
-        let joined = self.subscribe(room);
-        if seq > 0 {
-            self.ctx.floors.set(room, self.key as u32, seq);
-        }
-        joined
+        self.ctx.drain_publishes();
+        self.subscribe(room)
     }
 
     /// Leaves `room`; false when not a member.
     pub fn unsubscribe(&mut self, room: &str) -> bool {
         let left = self.ctx.rooms.leave(self.key as u32, room);
-        if !self.ctx.floors.is_empty() {
-            self.ctx.floors.remove(room, self.key as u32);
-        }
         self.update_room_gauges();
         left
     }
@@ -481,49 +460,12 @@ impl<D> Conn<'_, D> {
         self.publish_inner(room, msg, Some(me));
     }
 
-    /// Publishes to every member of `room` on every worker (this connection
-    /// included if it is a member) as the room's publish number `seq` (> 0;
-    /// 0 is an ordinary [`Conn::publish`]).
-    ///
-    /// Every worker, this one included, delivers one room's sequenced
-    /// publishes in the order of their numbers as long as the application
-    /// numbers and publishes them under one lock per room: other workers
-    /// get them through their FIFO command channel, and this worker first
-    /// fans out the publishes already waiting in its own channel. Members
-    /// that joined with [`Conn::subscribe_after`] skip numbers up to their floor.
-    pub fn publish_seq(&mut self, room: &str, seq: u64, msg: Message<'_>) {
-        let me = (!self.is_open()).then(|| self.id());
-        self.publish_seq_inner(room, seq, msg, me);
-    }
-
-    /// [`Conn::publish_seq`] to every member of `room` except this connection.
-    pub fn publish_seq_others(&mut self, room: &str, seq: u64, msg: Message<'_>) {
-        let me = self.id();
-        self.publish_seq_inner(room, seq, msg, Some(me));
-    }
-
-    fn publish_seq_inner(
-        &mut self,
-        room: &str,
-        seq: u64,
-        msg: Message<'_>,
-        exclude: Option<ConnId>,
-    ) {
-        let mut published = Published::new(msg.opcode(), msg.as_bytes());
-        published.seq = seq;
-        self.publish_published(room, Arc::new(published), exclude);
-    }
-
-    fn publish_inner(&mut self, room: &str, msg: Message<'_>, exclude: Option<ConnId>) {
-        let published = Arc::new(Published::new(msg.opcode(), msg.as_bytes()));
-        self.publish_published(room, published, exclude);
-    }
-
     /// Fans out here, then forwards to the other workers. Publishes that
     /// other workers sent here first are fanned out before this one, so
-    /// this worker delivers publishes in the order they were sent (for a
-    /// room numbered under one lock: in number order).
-    fn publish_published(&mut self, room: &str, msg: Arc<Published>, exclude: Option<ConnId>) {
+    /// every worker delivers publishes in the order they were sent (for a
+    /// room numbered under one application lock: in number order).
+    fn publish_inner(&mut self, room: &str, msg: Message<'_>, exclude: Option<ConnId>) {
+        let msg = Arc::new(Published::new(msg.opcode(), msg.as_bytes()));
         self.ctx.stats.publishes.inc();
         self.ctx.drain_publishes();
         self.ctx

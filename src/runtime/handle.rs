@@ -148,33 +148,13 @@ pub struct ServerHandle {
 
 impl ServerHandle {
     /// Publishes to every member of `room` on every worker (framed once).
+    ///
+    /// It reaches every worker through the worker's FIFO command channel,
+    /// and a worker fans out what waits there before its own publishes, so
+    /// publishes sent one after the other (under one lock, or from one
+    /// thread) reach every member in that order.
     pub fn publish(&self, room: &str, msg: Message<'_>) {
         let published = Arc::new(Published::new(msg.opcode(), msg.as_bytes()));
-        let room: Arc<str> = room.into();
-        for link in &self.shared.links {
-            link.send(Command::Publish {
-                room: room.clone(),
-                msg: published.clone(),
-                exclude: None,
-            });
-        }
-    }
-
-    /// Publishes to every member of `room` on every worker as the room's
-    /// publish number `seq` (> 0; 0 is an ordinary [`ServerHandle::publish`]).
-    ///
-    /// The message is framed once and sent to every worker's command
-    /// channel. Each channel is FIFO (and a worker publishing itself first
-    /// fans out what waits in its channel), so when the application numbers a
-    /// room's publishes and calls this under one lock per room (for all of
-    /// that room's publishers: handlers via [`super::Conn::publish_seq`] and
-    /// other threads via this), every worker fans them out in number order,
-    /// and a member that joined with [`super::Conn::subscribe_after`]`(room,
-    /// n)` gets exactly the publishes numbered above `n`.
-    pub fn publish_seq(&self, room: &str, seq: u64, msg: Message<'_>) {
-        let mut published = Published::new(msg.opcode(), msg.as_bytes());
-        published.seq = seq;
-        let published = Arc::new(published);
         let room: Arc<str> = room.into();
         for link in &self.shared.links {
             link.send(Command::Publish {

@@ -143,8 +143,6 @@ impl<H: Handler> Worker<H> {
                 cfg,
                 out: Outbox::with_capacity(capacity),
                 rooms: Default::default(),
-                floors: Default::default(),
-                skip: Vec::new(),
                 inbox,
                 deferred: Default::default(),
                 closes: Vec::new(),
@@ -363,12 +361,11 @@ impl<H: Handler> Worker<H> {
     /// Carries out the commands a callback set aside, then drains the
     /// command channel. `mpsc` is one FIFO queue per worker: commands sent
     /// one after the other (by any threads, ordered by a lock or by being on
-    /// one thread) are taken in that order. Sequenced publishes rely on it:
-    /// a room's publishes are numbered and sent to every worker's channel
-    /// under one lock, and a worker that publishes first fans out what is
+    /// one thread) are taken in that order. Room history relies on it: a
+    /// room's messages are numbered and sent to every worker's channel under
+    /// one lock, and a worker that publishes or joins first fans out what is
     /// waiting in its channel ([`Ctx::drain_publishes`]), so every worker
-    /// fans them out in the order of their numbers
-    /// ([`super::ServerHandle::publish_seq`]).
+    /// fans them out in the order of their numbers.
     fn commands(&mut self) {
         self.link().clear_notified();
         while let Some(cmd) = self
@@ -1239,7 +1236,6 @@ impl<H: Handler> Worker<H> {
         };
         self.with_conn(key, |h, c| h.on_close(c, info));
         self.ctx.rooms.leave_all(key as u32);
-        self.ctx.floors.remove_all(key as u32);
         self.ctx.stats.rooms.set(self.ctx.rooms.len() as u64);
         self.ctx
             .stats

@@ -21,13 +21,15 @@
 //!
 //! One lock per room (striped: [`LOCK_STRIPES`] mutexes, a room hashes to
 //! one) is held across [assign the next offset, append to the store,
-//! [`Conn::publish_seq`]/[`ServerHandle::publish_seq`]], and a `join` holds
-//! it across [read the position, [`Conn::subscribe_after`] at that offset,
-//! ack, send the missed messages]. The engine delivers a room's sequenced
-//! publishes to every worker through that worker's FIFO command channel, so
-//! every member sees them in offset order; a joiner skips the ones at or
-//! below its position that were still in flight, and gets every later one
-//! after its ack and missed messages. No gap, no duplicate.
+//! publish ([`Conn::publish`] or [`ServerHandle::publish`])], and a `join`
+//! holds it across [read the position, [`Conn::subscribe_in_order`], ack,
+//! send the missed messages]. The engine delivers publishes to each worker
+//! through its FIFO command channel and a worker fans out what waits there
+//! before it publishes or joins in order, so every member sees a room's
+//! messages in offset order, and a joiner gets none at or below its
+//! position from the room (those were fanned out before it joined) and
+//! every later one after its ack and missed messages. No gap, no
+//! duplicate; `tests/rooms_history.rs` fails if either half is removed.
 
 pub mod file;
 pub mod memory;
@@ -323,11 +325,9 @@ pub fn publish_message(
     // Only valid UTF-8 was written (see `Out::finish`).
     let text = std::str::from_utf8(&buf).unwrap_or("{}");
     match origin {
-        Origin::Conn(conn, true) => conn.publish_seq_others(room, pos.offset, Message::Text(text)),
-        Origin::Conn(conn, false) => conn.publish_seq(room, pos.offset, Message::Text(text)),
-        Origin::Handle(h) | Origin::Admin(h) => {
-            h.publish_seq(room, pos.offset, Message::Text(text))
-        }
+        Origin::Conn(conn, true) => conn.publish_others(room, Message::Text(text)),
+        Origin::Conn(conn, false) => conn.publish(room, Message::Text(text)),
+        Origin::Handle(h) | Origin::Admin(h) => h.publish(room, Message::Text(text)),
     }
     Ok(pos)
 }
