@@ -51,11 +51,13 @@ pub enum ErrorCode {
     UserNotInRoom,
     /// A moderation or settings limit was reached (the message names it).
     LimitExceeded,
+    /// The admin API has no such route.
+    NotFound,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and metrics.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -77,6 +79,7 @@ impl ErrorCode {
         ErrorCode::RoomNotFound,
         ErrorCode::UserNotInRoom,
         ErrorCode::LimitExceeded,
+        ErrorCode::NotFound,
     ];
 
     /// The code as it appears on the wire.
@@ -103,6 +106,7 @@ impl ErrorCode {
             ErrorCode::RoomNotFound => "room_not_found",
             ErrorCode::UserNotInRoom => "user_not_in_room",
             ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::NotFound => "not_found",
         }
     }
 }
@@ -115,3 +119,5 @@ pub const CLOSE_TOKEN_EXPIRED: CloseCode = CloseCode::new(4003);
 pub const CLOSE_RATE_LIMIT: CloseCode = CloseCode::new(4008);
 /// Banned from the server (a server-wide ban by an admin).
 pub const CLOSE_BANNED: CloseCode = CloseCode::new(4009);
+/// Closed by an administrator (`POST /api/admin/users/{user}/disconnect`).
+pub const CLOSE_DISCONNECTED: CloseCode = CloseCode::new(4010);

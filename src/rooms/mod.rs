@@ -13,7 +13,11 @@
 //!   service layer the handler and the admin API share).
 //! - [`handler`]: the per-message chain: auth → limits → dispatch.
 //! - [`status`]: `/api/websocket/status`, metrics and health.
+//! - [`admin`]: the admin HTTP API on its own listener (`admin.listen`).
+//! - [`history`]: offsets, epochs, history stores and the one function that
+//!   publishes a room message.
 
+pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod codes;
@@ -22,6 +26,7 @@ pub mod config;
 pub use config::RoomServerConfig;
 pub mod directory;
 pub mod handler;
+pub mod history;
 pub mod limits;
 pub mod moderation;
 pub mod server;

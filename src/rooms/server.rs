@@ -9,10 +9,12 @@ use std::time::Instant;
 use crate::runtime::tls::{reload_on_sighup, CertStore};
 use crate::runtime::{Error, Running, Server, ServerHandle};
 
+use super::admin::AdminListener;
 use super::auth::Keys;
 use super::config::RoomServerConfig;
 use super::directory::Directory;
 use super::handler::RoomHandler;
+use super::history::History;
 use super::moderation::Moderation;
 use super::status::{RoomStatus, WorkerMetrics};
 
@@ -28,6 +30,8 @@ pub struct Shared {
     pub dir: Directory,
     /// Room settings, moderation state and server-wide bans.
     pub moderation: Moderation,
+    /// Room history (offsets, epochs, the store) and the per-room ordering lock.
+    pub history: History,
     /// Counters, by worker.
     pub metrics: Box<[WorkerMetrics]>,
     /// The engine's handle, once bound.
@@ -56,6 +60,7 @@ pub struct Shared {
 pub struct RoomServer {
     server: Server<RoomHandler>,
     shared: Arc<Shared>,
+    admin: Option<AdminListener>,
 }
 
 impl RoomServer {
@@ -69,7 +74,10 @@ impl RoomServer {
             engine = engine.tls(Some(store.server_config()?));
             reload_on_sighup(store)?;
         }
+        let history = History::open(&cfg.history)
+            .map_err(|e| Error::config(format!("history.store: {e}")))?;
         let shared = Arc::new(Shared {
+            history,
             metrics: (0..engine.workers)
                 .map(|_| WorkerMetrics::default())
                 .collect(),
@@ -84,7 +92,12 @@ impl RoomServer {
         let engine = engine.app_status(Some(Arc::new(RoomStatus(shared.clone()))));
         let server = Server::bind(engine, |i| RoomHandler::new(shared.clone(), i))?;
         let _ = shared.handle.set(server.handle());
-        Ok(RoomServer { server, shared })
+        let admin = AdminListener::bind(&shared)?;
+        Ok(RoomServer {
+            server,
+            shared,
+            admin,
+        })
     }
 
     /// Serves `GET /dev/token?sub=..&name=..` (dev mode only: anyone who can
@@ -102,6 +115,11 @@ impl RoomServer {
         self.server.local_addr()
     }
 
+    /// The address of the admin HTTP API (`admin.listen`), if it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(AdminListener::local_addr)
+    }
+
     /// The engine's handle (shutdown, stats).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
@@ -112,13 +130,27 @@ impl RoomServer {
         &self.shared
     }
 
-    /// Starts the workers on threads of their own.
+    /// Starts the workers on threads of their own. After the server has
+    /// shut down, close the history store ([`History::close`] on
+    /// [`RoomServer::shared`]), which [`RoomServer::run`] does itself.
     pub fn start(self) -> Result<Running, Error> {
+        if let Some(admin) = self.admin {
+            admin.spawn(self.server.handle())?;
+        }
         self.server.start()
     }
 
-    /// Starts the workers and waits until they have shut down.
+    /// Starts the workers, waits until they have shut down, then closes the
+    /// history store (a clean stop: the file store keeps its epochs).
     pub fn run(self) -> Result<(), Error> {
-        self.server.run()
+        if let Some(admin) = self.admin {
+            admin.spawn(self.server.handle())?;
+        }
+        let shared = self.shared.clone();
+        let result = self.server.run();
+        if let Err(e) = shared.history.close() {
+            tracing::error!(error = %e, "closing the history store failed");
+        }
+        result
     }
 }

@@ -53,6 +53,7 @@ pub enum Request<'a> {
     Join {
         room: &'a str,
         password: Option<&'a str>,
+        since: Option<Since<'a>>,
     },
     /// Leave a room.
     Leave { room: &'a str },
@@ -78,6 +79,12 @@ pub enum Request<'a> {
     Ping,
     /// Room settings and moderation (`create`, `kick`, `ban`, ...).
     Moderate(Moderate<'a>),
+    /// A page of a room's history.
+    History {
+        room: &'a str,
+        since: Option<u64>,
+        limit: Option<usize>,
+    },
 }
 
 /// The room settings and moderation requests (`docs/protocol.md`), carried
@@ -151,11 +158,24 @@ impl Moderate<'_> {
     }
 }
 
+/// A client's position in a room's history (`join {since}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Since<'a> {
+    /// The room's epoch the client last saw.
+    pub epoch: &'a str,
+    /// The offset of the last message the client got.
+    pub offset: u64,
+}
+
+/// Longest `epoch` a client may send, in bytes.
+pub const MAX_EPOCH_BYTES: usize = 64;
+
 /// The request types, for metrics (index = position).
-pub const TYPES: [&str; 20] = [
+pub const TYPES: [&str; 21] = [
     "auth", "refresh", "join", "leave", "message", "private", "presence", "who", "typing", "ping",
     // Settings and moderation (`MODERATE_TYPES`).
     "create", "delete", "invite", "grant", "revoke", "kick", "ban", "unban", "mute", "unmute",
+    "history",
 ];
 
 impl Request<'_> {
@@ -173,6 +193,7 @@ impl Request<'_> {
             Request::Typing { .. } => 8,
             Request::Ping => 9,
             Request::Moderate(m) => 10 + m.type_index(),
+            Request::History { .. } => 20,
         }
     }
 }
@@ -275,7 +296,7 @@ pub fn request<'a>(value: &'a Value<'a>) -> Result<(Option<Id<'a>>, Request<'a>)
     };
     let fields: &[&str] = match kind {
         "auth" | "refresh" => &["token"],
-        "join" => &["room", "password"],
+        "join" => &["room", "password", "since"],
         "leave" | "typing" => &["room"],
         "message" => &["room", "data", "exclude_self"],
         "private" => &["to", "data"],
@@ -283,6 +304,7 @@ pub fn request<'a>(value: &'a Value<'a>) -> Result<(Option<Id<'a>>, Request<'a>)
         "who" => &["room", "cursor", "limit"],
         "ping" => &[],
         k if MODERATE_TYPES.contains(&k) => moderate_fields(k),
+        "history" => &["room", "since", "limit"],
         _ => {
             return Err(Invalid {
                 code: ErrorCode::UnknownType,
@@ -311,6 +333,7 @@ pub fn request<'a>(value: &'a Value<'a>) -> Result<(Option<Id<'a>>, Request<'a>)
         "join" => Request::Join {
             room: f.room()?,
             password: f.opt_string("password", 256)?,
+            since: f.opt_since()?,
         },
         "leave" => Request::Leave { room: f.room()? },
         "typing" => Request::Typing { room: f.room()? },
@@ -339,6 +362,11 @@ pub fn request<'a>(value: &'a Value<'a>) -> Result<(Option<Id<'a>>, Request<'a>)
             limit: f.opt_count("limit")?,
         },
         k if MODERATE_TYPES.contains(&k) => Request::Moderate(moderate(&f)?),
+        "history" => Request::History {
+            room: f.room()?,
+            since: f.opt_offset("since")?,
+            limit: f.opt_count("limit")?,
+        },
         _ => Request::Ping,
     };
     Ok((id, req))
@@ -529,6 +557,58 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A non-negative integer (an offset).
+    fn opt_offset(&self, name: &str) -> Result<Option<u64>, Invalid<'a>> {
+        offset_of(self.obj.get(name)).map_err(|()| {
+            bad(
+                self.id,
+                format!("`{name}` must be an offset (an integer >= 0)"),
+            )
+        })
+    }
+
+    /// `since: {epoch, offset}`, nothing else.
+    fn opt_since(&self) -> Result<Option<Since<'a>>, Invalid<'a>> {
+        let obj = match self.obj.get("since") {
+            None | Some(Value::Static(StaticNode::Null)) => return Ok(None),
+            Some(Value::Object(o)) => o,
+            Some(_) => {
+                return Err(bad(
+                    self.id,
+                    "`since` must be an object {\"epoch\": string, \"offset\": integer}".into(),
+                ))
+            }
+        };
+        for key in obj.keys() {
+            let key: &str = key.as_ref();
+            if key != "epoch" && key != "offset" {
+                return Err(bad(
+                    self.id,
+                    format!("unknown field `{}` in `since`", clip(key)),
+                ));
+            }
+        }
+        let epoch = match obj.get("epoch") {
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_EPOCH_BYTES => s.as_ref(),
+            _ => {
+                return Err(bad(
+                    self.id,
+                    format!("`since.epoch` must be a string of 1 to {MAX_EPOCH_BYTES} bytes"),
+                ))
+            }
+        };
+        let offset = match offset_of(obj.get("offset")) {
+            Ok(Some(o)) => o,
+            _ => {
+                return Err(bad(
+                    self.id,
+                    "`since.offset` must be an offset (an integer >= 0)".into(),
+                ))
+            }
+        };
+        Ok(Some(Since { epoch, offset }))
+    }
+
     fn opt_count(&self, name: &str) -> Result<Option<usize>, Invalid<'a>> {
         match self.obj.get(name) {
             None | Some(Value::Static(StaticNode::Null)) => Ok(None),
@@ -538,6 +618,16 @@ impl<'a> Fields<'a> {
             Some(Value::Static(StaticNode::I64(n))) if *n >= 1 => Ok(Some(*n as usize)),
             Some(_) => Err(bad(self.id, format!("`{name}` must be a positive integer"))),
         }
+    }
+}
+
+/// An optional non-negative integer.
+fn offset_of(v: Option<&Value<'_>>) -> Result<Option<u64>, ()> {
+    match v {
+        None | Some(Value::Static(StaticNode::Null)) => Ok(None),
+        Some(Value::Static(StaticNode::U64(n))) => Ok(Some(*n)),
+        Some(Value::Static(StaticNode::I64(n))) if *n >= 0 => Ok(Some(*n as u64)),
+        Some(_) => Err(()),
     }
 }
 
