@@ -755,8 +755,18 @@ fn create_inner(
             .entry(creator)
             .or_insert(0) += 1;
     }
-    // MERGE(history): the room's history limits go to the history store here:
-    // if let Some(h) = opts.history { shared.history.set_room_limits(room, h.size, h.ttl_s); }
+    if let Some(h) = opts.history {
+        let limits = super::history::HistoryLimits::new(
+            usize::try_from(h.size).unwrap_or(usize::MAX),
+            h.ttl_s,
+        );
+        shared.history.set_room_limits(room, limits).map_err(|e| {
+            Refused::new(
+                ErrorCode::Internal,
+                format!("the history store refused the room's limits: {e}"),
+            )
+        })?;
+    }
     // None only if a `delete` raced this create.
     room_view(shared, room).ok_or_else(|| {
         Refused::new(
