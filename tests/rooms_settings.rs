@@ -355,3 +355,32 @@ fn a_created_room_outlives_its_last_member_until_deleted() {
     bob.ack(json!({"type": "leave", "room": "auto"}));
     alice.ack(json!({"type": "create", "room": "auto"}));
 }
+
+#[test]
+fn create_history_limits_bound_what_the_room_keeps() {
+    let rooms = Rooms::start(config());
+    let mut alice = rooms.user("alice");
+    alice.ack(json!({"type": "create", "room": "h2", "history": {"size": 2, "ttl_s": 0}}));
+    alice.join("h2");
+    for i in 0..5 {
+        alice.ack(json!({"type": "message", "room": "h2", "data": i}));
+    }
+    let page = alice.ack(json!({"type": "history", "room": "h2"}));
+    let kept: Vec<u64> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["offset"].as_u64().expect("offset"))
+        .collect();
+    assert_eq!(kept, [4, 5], "{page}");
+    // What fell out of the room's own limit is not recoverable.
+    let mut again = rooms.user("alice");
+    let epoch = page["epoch"].clone();
+    let j =
+        again.ack(json!({"type": "join", "room": "h2", "since": {"epoch": epoch, "offset": 1}}));
+    assert_eq!(
+        (&j["recovered"], &j["reason"]),
+        (&json!(false), &json!("too_old")),
+        "{j}"
+    );
+}
