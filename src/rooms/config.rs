@@ -144,6 +144,10 @@ pub struct RoomServerConfig {
     /// before the 1001 close, so the other nodes take the reconnects
     /// gradually (0: no hint, close at once).
     pub drain_window_secs: u64,
+    /// The admin HTTP API (its own listener; off unless `admin.listen` is set).
+    pub admin: AdminConfig,
+    /// Room history: store, limits (`docs/protocol.md`, "History and recovery").
+    pub history: super::history::HistoryConfig,
 }
 
 /// Which broker spans rooms over several nodes.
@@ -301,6 +305,43 @@ pub struct TlsConfig {
     pub key_file: PathBuf,
 }
 
+/// The admin HTTP API (`docs/protocol.md`, "Admin HTTP API").
+///
+/// It listens on an address of its own, never on the WebSocket port, so it
+/// can be kept on a private interface. With `listen` set and no token, every
+/// request is refused with 403 (the API is disabled, and says so).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AdminConfig {
+    /// Address of the admin API (unset: no admin API).
+    pub listen: Option<SocketAddr>,
+    /// Bearer token for every admin route (prefer `token_file`: this one
+    /// shows in `--print-config`).
+    pub token: Option<String>,
+    /// File holding the bearer token for every admin route.
+    pub token_file: Option<PathBuf>,
+    /// Bearer token for the read-only routes (`GET`); 403 on the others.
+    pub read_token: Option<String>,
+    /// File holding the read-only bearer token.
+    pub read_token_file: Option<PathBuf>,
+    /// Largest request body (JSON) in bytes; larger ones get 400.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            token: None,
+            token_file: None,
+            read_token: None,
+            read_token_file: None,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
 impl Default for RoomServerConfig {
     fn default() -> Self {
         RoomServerConfig {
@@ -333,6 +374,8 @@ impl Default for RoomServerConfig {
             broker: BrokerKind::None,
             redis: RedisConfig::default(),
             drain_window_secs: 5,
+            admin: AdminConfig::default(),
+            history: super::history::HistoryConfig::default(),
         }
     }
 }
@@ -697,6 +740,31 @@ impl RoomServerConfig {
                 format!("must be 1 to 3600, not {}", rl.abuse_window_secs),
             );
         }
+        let h = &self.history;
+        if h.size > 1_000_000 {
+            return err(
+                "history.size",
+                format!("must be at most 1000000, not {}", h.size),
+            );
+        }
+        if !(1..=100_000).contains(&h.max_limit) {
+            return err(
+                "history.max_limit",
+                format!("must be 1 to 100000, not {}", h.max_limit),
+            );
+        }
+        if !(1..=h.max_limit).contains(&h.default_limit) {
+            return err(
+                "history.default_limit",
+                format!("must be 1 to history.max_limit, not {}", h.default_limit),
+            );
+        }
+        if h.max_memory_bytes < 1 << 16 {
+            return err(
+                "history.max_memory_bytes",
+                format!("must be at least 65536, not {}", h.max_memory_bytes),
+            );
+        }
         let a = &self.auth;
         let keys = [
             ("auth.hs256_secret", a.hs256_secret.is_some()),
@@ -789,6 +857,33 @@ impl RoomServerConfig {
                 return err("tls", "needs both cert_file and key_file".into());
             }
         }
+        let ad = &self.admin;
+        for (key, token) in [
+            ("admin.token", &ad.token),
+            ("admin.read_token", &ad.read_token),
+        ] {
+            if token.as_ref().is_some_and(|t| t.trim().len() < 16) {
+                return err(key, "must be at least 16 bytes".into());
+            }
+        }
+        if ad.token.is_some() && ad.token_file.is_some() {
+            return err(
+                "admin.token_file",
+                "set admin.token or admin.token_file, not both".into(),
+            );
+        }
+        if ad.read_token.is_some() && ad.read_token_file.is_some() {
+            return err(
+                "admin.read_token_file",
+                "set admin.read_token or admin.read_token_file, not both".into(),
+            );
+        }
+        if !(1024..=64 << 20).contains(&ad.max_body_bytes) {
+            return err(
+                "admin.max_body_bytes",
+                format!("must be 1024 to 67108864, not {}", ad.max_body_bytes),
+            );
+        }
         self.engine_config()
             .map(drop)
             .map_err(|e| ConfigError::new(None, format!("invalid configuration: {e}")))
@@ -814,6 +909,14 @@ fn schema() -> Table {
         }),
         trusted_proxies: vec![String::new()],
         allowed_origins: vec![String::new()],
+        admin: AdminConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            token: Some(String::new()),
+            token_file: Some(PathBuf::new()),
+            read_token: Some(String::new()),
+            read_token_file: Some(PathBuf::new()),
+            ..AdminConfig::default()
+        },
         ..RoomServerConfig::default()
     };
     Table::try_from(cfg).expect("every field of the config has a TOML form")
@@ -1469,5 +1572,10 @@ mod tests {
         assert_eq!(section("rate_limit"), fields::<RateLimitConfig>());
         assert_eq!(section("auth"), fields::<AuthConfig>());
         assert_eq!(section("tls"), fields::<TlsConfig>());
+        assert_eq!(section("admin"), fields::<AdminConfig>());
+        assert_eq!(
+            section("history"),
+            fields::<super::super::history::HistoryConfig>()
+        );
     }
 }

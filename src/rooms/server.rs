@@ -9,10 +9,13 @@ use std::time::Instant;
 use crate::runtime::tls::{reload_on_sighup, CertStore};
 use crate::runtime::{Error, Running, Server, ServerHandle};
 
+use super::admin::AdminListener;
 use super::auth::Keys;
 use super::config::{BrokerKind, RoomServerConfig};
 use super::directory::Directory;
 use super::handler::RoomHandler;
+use super::history::History;
+use super::moderation::Moderation;
 use super::status::{RoomStatus, WorkerMetrics};
 
 /// What every worker's handler shares: the configuration, the keys, the
@@ -25,6 +28,10 @@ pub struct Shared {
     pub keys: Keys,
     /// Users and rooms.
     pub dir: Directory,
+    /// Room settings, moderation state and server-wide bans.
+    pub moderation: Moderation,
+    /// Room history (offsets, epochs, the store) and the per-room ordering lock.
+    pub history: History,
     /// Counters, by worker.
     pub metrics: Box<[WorkerMetrics]>,
     /// The engine's handle, once bound.
@@ -55,6 +62,7 @@ pub struct Shared {
 pub struct RoomServer {
     server: Server<RoomHandler>,
     shared: Arc<Shared>,
+    admin: Option<AdminListener>,
 }
 
 impl RoomServer {
@@ -68,12 +76,16 @@ impl RoomServer {
             engine = engine.tls(Some(store.server_config()?));
             reload_on_sighup(store)?;
         }
+        let history = History::open(&cfg.history)
+            .map_err(|e| Error::config(format!("history.store: {e}")))?;
         let shared = Arc::new(Shared {
+            history,
             metrics: (0..engine.workers)
                 .map(|_| WorkerMetrics::default())
                 .collect(),
             keys,
             dir: Directory::default(),
+            moderation: Moderation::default(),
             handle: OnceLock::new(),
             dev_tokens: AtomicBool::new(false),
             started: Instant::now(),
@@ -86,7 +98,12 @@ impl RoomServer {
         let _ = shared.handle.set(server.handle());
         super::broker::Broker::start(&shared)
             .map_err(|e| Error::io("starting the Redis broker threads", e))?;
-        Ok(RoomServer { server, shared })
+        let admin = AdminListener::bind(&shared)?;
+        Ok(RoomServer {
+            server,
+            shared,
+            admin,
+        })
     }
 
     /// Serves `GET /dev/token?sub=..&name=..` (dev mode only: anyone who can
@@ -104,6 +121,11 @@ impl RoomServer {
         self.server.local_addr()
     }
 
+    /// The address of the admin HTTP API (`admin.listen`), if it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(AdminListener::local_addr)
+    }
+
     /// The engine's handle (shutdown, stats).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
@@ -114,17 +136,30 @@ impl RoomServer {
         &self.shared
     }
 
-    /// Starts the workers on threads of their own.
+    /// Starts the workers on threads of their own. After the server has
+    /// shut down, close the history store ([`History::close`] on
+    /// [`RoomServer::shared`]), which [`RoomServer::run`] does itself.
     pub fn start(self) -> Result<Running, Error> {
+        if let Some(admin) = self.admin {
+            admin.spawn(self.server.handle())?;
+        }
         self.server.start()
     }
 
-    /// Starts the workers and waits until they have shut down; with a
-    /// broker, then sends what is queued and leaves the cluster.
+    /// Starts the workers and waits until they have shut down; then, with a
+    /// broker, sends what is queued and leaves the cluster, and closes the
+    /// history store (a clean stop: the file store keeps its epochs).
     pub fn run(self) -> Result<(), Error> {
+        if let Some(admin) = self.admin {
+            admin.spawn(self.server.handle())?;
+        }
+        let shared = self.shared.clone();
         let result = self.server.run();
-        if let Some(b) = &self.shared.broker {
+        if let Some(b) = &shared.broker {
             b.stop(std::time::Duration::from_secs(3));
+        }
+        if let Err(e) = shared.history.close() {
+            tracing::error!(error = %e, "closing the history store failed");
         }
         result
     }

@@ -48,6 +48,8 @@ pub struct WorkerMetrics {
     pub room_messages: Counter,
     /// Private messages delivered (one per receiving connection).
     pub private_deliveries: Counter,
+    /// Joins with `since` that recovered (`recovered: true`).
+    pub recoveries: Counter,
 }
 
 impl WorkerMetrics {
@@ -112,12 +114,13 @@ impl AppStatus for RoomStatus {
                 sum(s, |w| w.errors[i].get())
             );
         }
-        let simple: [(&str, &str, &str, u64); 9] = [
+        let simple: [(&str, &str, &str, u64); 10] = [
             ("edgews_rooms_rate_limit_closes_total", "counter", "Connections closed with 4008 for rate-limit abuse.", sum(s, |w| w.rate_limit_closes.get())),
             ("edgews_rooms_token_expired_closes_total", "counter", "Connections closed with 4003 because their token expired.", sum(s, |w| w.expired_closes.get())),
             ("edgews_rooms_origin_rejected_total", "counter", "Upgrades refused with 403 for their Origin.", sum(s, |w| w.origin_rejected.get())),
             ("edgews_rooms_room_messages_total", "counter", "Room messages published.", sum(s, |w| w.room_messages.get())),
             ("edgews_rooms_private_deliveries_total", "counter", "Private messages delivered, one per receiving connection.", sum(s, |w| w.private_deliveries.get())),
+            ("edgews_rooms_recoveries_total", "counter", "Joins with `since` answered `recovered: true`.", sum(s, |w| w.recoveries.get())),
             ("edgews_rooms_users_online", "gauge", "Users with at least one authenticated connection.", s.dir.users_online() as u64),
             ("edgews_rooms_rooms", "gauge", "Rooms with at least one member.", s.dir.rooms_open() as u64),
             ("edgews_rooms_connections_per_ip_limit", "gauge", "The configured max_connections_per_ip (0: none); refusals are edgews_handshakes_rejected_total{reason=\"ip_limit\"}.", s.cfg.max_connections_per_ip as u64),

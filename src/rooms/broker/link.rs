@@ -512,6 +512,7 @@ impl Link {
                 delta,
                 reply,
                 ack,
+                ack_fields,
                 subs_version,
                 ..
             } => {
@@ -525,13 +526,15 @@ impl Link {
                 };
                 if ack {
                     let id = reply.id.as_ref().map(|i| i.as_id());
-                    let text = self
+                    let out = self
                         .out
                         .start("ack", id)
                         .str("room", &room)
-                        .num("members", members)
-                        .finish()
-                        .to_owned();
+                        .num("members", members);
+                    for (name, raw) in &ack_fields {
+                        out.raw(name, raw);
+                    }
+                    let text = out.finish().to_owned();
                     self.send(reply.conn, &text);
                 }
                 let kind = match (change, delta) {
@@ -700,17 +703,23 @@ impl Link {
                 ..
             } => self.private_reply(&reply, &to, local, 0, ts),
             Op::Member {
-                room, reply, ack, ..
+                room,
+                reply,
+                ack,
+                ack_fields,
+                ..
             } if ack => {
                 let members = self.shared.dir.room(&room).map_or(0, |r| r.count()) as u64;
                 let id = reply.id.as_ref().map(|i| i.as_id());
-                let text = self
+                let out = self
                     .out
                     .start("ack", id)
                     .str("room", &room)
-                    .num("members", members)
-                    .finish()
-                    .to_owned();
+                    .num("members", members);
+                for (name, raw) in &ack_fields {
+                    out.raw(name, raw);
+                }
+                let text = out.finish().to_owned();
                 self.send(reply.conn, &text);
             }
             Op::Who {

@@ -106,6 +106,8 @@ pub(crate) enum Op {
         reply: Reply,
         /// Send the ack (false when the connection is closing).
         ack: bool,
+        /// More fields of the ack: `(name, raw JSON value)`.
+        ack_fields: Vec<(&'static str, String)>,
         /// Order of presence changes (see `Broker::seq`).
         seq: u64,
         /// The shard set this join needs subscribed before its ack (so the
@@ -404,6 +406,22 @@ impl Broker {
         id: Option<Id<'_>>,
         ack: bool,
     ) -> bool {
+        self.member_with(room, user, delta, conn, id, ack, Vec::new())
+    }
+
+    /// [`Broker::member`], with more fields for the ack (`(name, raw JSON
+    /// value)`: the join's history position and recovery answer).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn member_with(
+        &self,
+        room: &str,
+        user: &Arc<User>,
+        delta: i64,
+        conn: ConnId,
+        id: Option<Id<'_>>,
+        ack: bool,
+        ack_fields: Vec<(&'static str, String)>,
+    ) -> bool {
         let subs_version = self.count(true, self.names.shard(room), delta);
         self.send(Op::Member {
             room: room.into(),
@@ -414,6 +432,7 @@ impl Broker {
                 id: OwnedId::new(id),
             },
             ack,
+            ack_fields,
             seq: self.seq.fetch_add(1, Ordering::AcqRel),
             subs_version,
         })
