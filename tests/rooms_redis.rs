@@ -649,3 +649,33 @@ fn the_per_user_connection_limit_counts_every_node() {
     again.fence();
     again.assert_quiet();
 }
+
+#[test]
+fn recovery_is_refused_never_partial_until_history_lives_in_redis() {
+    let Some((_redis, nodes)) = start(2) else {
+        return;
+    };
+    let mut alice = nodes[0].user("alice");
+    let j = alice.ack(json!({"type": "join", "room": "hist"}));
+    assert!(j["epoch"].is_string() && j["offset"].is_u64(), "{j}");
+    let epoch = j["epoch"].clone();
+    for i in 0..3 {
+        alice.ack(json!({"type": "message", "room": "hist", "data": i}));
+    }
+    // Node 1's history has none of node 0's messages: recovering from it
+    // would leave a silent gap, so it is refused, on either node.
+    for node in &nodes {
+        let mut bob = node.user("bob");
+        let j = bob
+            .ack(json!({"type": "join", "room": "hist", "since": {"epoch": epoch, "offset": 0}}));
+        assert_eq!(
+            (&j["recovered"], &j["reason"]),
+            (&json!(false), &json!("history_disabled")),
+            "{j}"
+        );
+        bob.error(
+            json!({"type": "history", "room": "hist"}),
+            "history_unavailable",
+        );
+    }
+}
