@@ -15,9 +15,10 @@ use super::config::{Config, SlowConsumerPolicy};
 use super::connection::{flag, Core, Phase};
 use super::handle::{Command, ServerHandle};
 use super::handler::ConnId;
-use super::outbox::{Outbox, Stashed, STASH_MAX_BYTES};
+use super::outbox::{Outbox, Stashed, DIRECT_MIN_BYTES, STASH_MAX_BYTES};
 use super::stats::WorkerStats;
 use super::timer::Millis;
+use super::transport::Transport;
 use super::worker::TICK_MS;
 
 /// What happened to a send.
@@ -81,6 +82,35 @@ impl Ctx {
             self.out.frame(key, opcode, false, payload);
         }
         self.after_send(key, opcode, queued + payload.len())
+    }
+
+    /// [`Ctx::send`] for the connection whose socket is at hand: a large
+    /// uncompressed data frame is written to `io` right away, straight from
+    /// `payload` (after anything sent before it), instead of being copied
+    /// into the cork first; only what the socket does not take is copied.
+    pub fn send_now(
+        &mut self,
+        key: usize,
+        gen: u32,
+        opcode: OpCode,
+        payload: &[u8],
+        io: &mut Transport,
+    ) -> SendStatus {
+        if payload.len() < DIRECT_MIN_BYTES || opcode.is_control() {
+            return self.send(key, gen, opcode, payload);
+        }
+        let queued = self.out.queued_bytes(key);
+        if let Some(status) = self.over_hard_limit(key, gen, queued) {
+            return status;
+        }
+        let byte = self.out.slot(key).deflate;
+        if self.deflate.compress(key, byte, payload) {
+            self.out.frame(key, opcode, true, &self.deflate.scratch);
+            return self.after_send(key, opcode, queued + payload.len());
+        }
+        self.out.frame_now(key, opcode, payload, io);
+        let queued = self.out.queued_bytes(key);
+        self.after_send(key, opcode, queued)
     }
 
     /// Queues an already framed message (from another thread) for `key`.
@@ -270,6 +300,8 @@ impl Stored {
 pub struct Conn<'a, D> {
     pub(crate) key: usize,
     pub(crate) core: &'a mut Core,
+    /// This connection's socket (large sends are written to it at once).
+    pub(crate) io: &'a mut Transport,
     pub(crate) data: &'a mut D,
     pub(crate) ctx: &'a mut Ctx,
 }
@@ -324,7 +356,8 @@ impl<D> Conn<'_, D> {
         if !self.is_open() {
             return SendStatus::Dropped;
         }
-        self.ctx.send(self.key, self.core.gen, opcode, payload)
+        self.ctx
+            .send_now(self.key, self.core.gen, opcode, payload, self.io)
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes).

@@ -50,6 +50,10 @@ const WHEEL_SLOTS: usize = 512;
 const ACCEPTS_PER_EVENT: usize = 256;
 /// Most reads from one connection in one loop turn.
 const READS_PER_TURN: usize = 4;
+/// The rest of a data frame is read straight into its message buffer when at
+/// least this much of it is still to come (smaller remainders are read into
+/// the receive buffer with whatever follows them).
+const DIRECT_READ_MIN_BYTES: usize = 16 << 10;
 
 /// The most connections a worker reserves table space for at start (the
 /// tables grow past it if needed).
@@ -511,10 +515,58 @@ impl<H: Handler> Worker<H> {
                 break;
             }
             conn.core.clear(flag::READ_PENDING);
-            match conn.io.read(&mut rbuf) {
+            // The rest of a large frame is read straight into its message
+            // buffer (no copy from `rbuf`); everything else lands in `rbuf`.
+            let direct = match conn.core.phase {
+                Phase::Open => true,
+                Phase::Closing => !conn.core.has(flag::DISCARD_INPUT),
+                Phase::Handshake | Phase::Draining => false,
+            };
+            let room = direct
+                .then(|| {
+                    let dcfg = self.decoder_config(key);
+                    let conn = &mut self.conns[key];
+                    let room =
+                        conn.decoder
+                            .payload_room(DIRECT_READ_MIN_BYTES, rbuf.len(), &dcfg)?;
+                    let len = room.len();
+                    conn.io.read_uninit(room).map(|r| (r, len))
+                })
+                .flatten();
+            let conn = &mut self.conns[key];
+            let (result, room) = match room {
+                Some((result, len)) => (result, Some(len)),
+                None => (conn.io.read(&mut rbuf), None),
+            };
+            match result {
                 Ok(0) => {
                     self.on_eof(key);
                     break;
+                }
+                Ok(n) if room.is_some() => {
+                    reads += 1;
+                    self.ctx.stats.bytes_in.add(n as u64);
+                    // SAFETY: recv wrote these n bytes (at most the room's
+                    // length) into the room the decoder just gave, and nothing
+                    // else touched the decoder since.
+                    let filled = unsafe { self.conns[key].decoder.payload_filled(n) };
+                    match filled {
+                        Ok(()) => self.input(key, &mut []),
+                        Err(e) => {
+                            self.fail(key, &e);
+                            break;
+                        }
+                    }
+                    let Some(conn) = self.conns.get_mut(key) else {
+                        break;
+                    };
+                    if conn.core.phase == Phase::Open && self.ctx.out.queued_bytes(key) > limit {
+                        conn.core.set(flag::READ_PAUSED | flag::READ_PENDING);
+                        break;
+                    }
+                    if room.is_some_and(|len| n < len) && !read_closed {
+                        break;
+                    }
                 }
                 Ok(n) => {
                     reads += 1;
@@ -793,7 +845,7 @@ impl<H: Handler> Worker<H> {
                 decoder,
                 core,
                 data,
-                ..
+                io,
             } = conn;
             let event = match decoder.decode(&mut input, &dcfg) {
                 Ok(Some(ev)) => ev,
@@ -805,7 +857,7 @@ impl<H: Handler> Worker<H> {
             };
             let open = core.phase == Phase::Open;
             match event {
-                Event::Message(msg) => deliver(handler, key, core, data, ctx, open, msg),
+                Event::Message(msg) => deliver(handler, key, core, io, data, ctx, open, msg),
                 Event::Compressed { binary, payload } => {
                     if !open {
                         // Closing: messages are no longer delivered, so not inflated either.
@@ -849,7 +901,7 @@ impl<H: Handler> Worker<H> {
                         Err(e) => Err(e),
                     };
                     match msg {
-                        Ok(msg) => deliver(handler, key, core, data, ctx, open, msg),
+                        Ok(msg) => deliver(handler, key, core, io, data, ctx, open, msg),
                         Err(e) => {
                             self.fail(key, &e);
                             return;
@@ -1096,8 +1148,8 @@ impl<H: Handler> Worker<H> {
                 let Some(conn) = conns.get_mut(key) else {
                     return;
                 };
-                let Connection { core, data, .. } = conn;
-                deliver(handler, key, core, data, ctx, true, msg);
+                let Connection { core, data, io, .. } = conn;
+                deliver(handler, key, core, io, data, ctx, true, msg);
             }
             Err(e) => {
                 self.recycle(job.out);
@@ -1254,13 +1306,14 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
-        let Connection { core, data, .. } = conn;
+        let Connection { core, data, io, .. } = conn;
         if let Some(data) = data.as_mut() {
             f(
                 handler,
                 &mut Conn {
                     key,
                     core,
+                    io,
                     data,
                     ctx,
                 },
@@ -1538,10 +1591,12 @@ impl<H: Handler> Worker<H> {
 /// Counts a received message and hands it to the handler, unless the
 /// connection is no longer open or its handler already asked to close it.
 #[inline]
+#[allow(clippy::too_many_arguments)] // the connection's fields, borrowed apart from its decoder
 fn deliver<H: Handler>(
     handler: &mut H,
     key: usize,
     core: &mut Core,
+    io: &mut Transport,
     data: &mut Option<H::Data>,
     ctx: &mut Ctx,
     open: bool,
@@ -1555,6 +1610,7 @@ fn deliver<H: Handler>(
             &mut Conn {
                 key,
                 core,
+                io,
                 data,
                 ctx,
             },
