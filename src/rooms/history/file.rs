@@ -8,8 +8,9 @@
 //! node at a few hundred messages per second, so each append is its own
 //! redb transaction committed without fsync (`Durability::None`: visible to
 //! reads at once, written to disk by the next durable commit), and one
-//! commit per second, plus the one on graceful shutdown ([`Store::close`]),
-//! is durable. A crash can therefore lose the last second of messages —
+//! commit per second or per [`SYNC_EVERY`] appends, whichever comes first,
+//! plus the one on graceful shutdown ([`Store::close`]), is durable. A
+//! crash can therefore lose up to the last second of messages —
 //! which clients may already have seen. So the node never pretends it did
 //! not: a `clean` flag in the file is cleared (durably) when the store
 //! opens and set only by a graceful close. Opening a file whose flag is not
@@ -38,6 +39,10 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Longest time between durable commits while messages are appended.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Most appends between durable commits. redb reuses the pages a commit
+/// without fsync replaced only after the next durable commit, so this also
+/// bounds how far the file grows beyond its data.
+pub const SYNC_EVERY: u32 = 1_000;
 
 #[derive(Debug, Clone)]
 struct RoomMeta {
@@ -56,6 +61,8 @@ struct Inner {
     db: Option<Database>,
     rooms: HashMap<Box<str>, RoomMeta>,
     last_sync: Instant,
+    /// Appends since the last durable commit.
+    unsynced: u32,
 }
 
 /// The redb [`Store`].
@@ -113,6 +120,7 @@ impl FileStore {
                 db: Some(db),
                 rooms: HashMap::new(),
                 last_sync: Instant::now(),
+                unsynced: 0,
             }),
             defaults,
             generation,
@@ -197,7 +205,8 @@ impl Store for FileStore {
         buf.clear();
         write(&pos, buf);
         let limits = m.limits.unwrap_or(self.defaults);
-        let sync = inner.last_sync.elapsed() >= SYNC_INTERVAL;
+        inner.unsynced += 1;
+        let sync = inner.unsynced >= SYNC_EVERY || inner.last_sync.elapsed() >= SYNC_INTERVAL;
         let db = inner.db.as_ref().ok_or_else(|| err("closed"))?;
         let mut w = db.begin_write().map_err(err)?;
         w.set_durability(if sync {
@@ -227,6 +236,7 @@ impl Store for FileStore {
         w.commit().map_err(err)?;
         if sync {
             inner.last_sync = Instant::now();
+            inner.unsynced = 0;
         }
         m.top = pos.offset;
         m.oldest = if limits.size == 0 {
