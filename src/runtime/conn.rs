@@ -491,6 +491,13 @@ impl<D> Conn<'_, D> {
         self.ctx.send(key, id.gen, msg.opcode(), msg.as_bytes()) != SendStatus::Dropped
     }
 
+    /// Hands `payload` to [`super::Handler::on_notify`] for connection `id`
+    /// (on any worker, this one and this connection included), after the
+    /// current callback. Same as [`ServerHandle::notify`].
+    pub fn notify(&self, id: ConnId, payload: &[u8]) -> bool {
+        self.ctx.handle.notify(id, payload)
+    }
+
     /// Members of `room` on this connection's worker.
     pub fn local_room_size(&self, room: &str) -> usize {
         self.ctx.rooms.get(room).map_or(0, |r| r.members().len())

@@ -391,6 +391,14 @@ impl<H: Handler> Worker<H> {
                         self.ctx.send_framed(key, id.gen, frame);
                     }
                 }
+                Command::Notify { id, payload } => {
+                    if let Some(key) = self.live_open(id) {
+                        let closing = self.conns[key].core.has(flag::CLOSE_REQUESTED);
+                        if !closing {
+                            self.with_conn(key, |h, c| h.on_notify(c, &payload));
+                        }
+                    }
+                }
                 Command::Close { id, code, reason } => {
                     if let Some(key) = self.live_open(id) {
                         self.ctx.closes.push(CloseRequest {
@@ -410,6 +418,9 @@ impl<H: Handler> Worker<H> {
                         .map_or((0, Default::default()), |r| (r.members().len(), r.stats));
                     let _ = reply.send(answer);
                 }
+                Command::Describe { ids, reply } => {
+                    let _ = reply.send(self.describe(&ids));
+                }
                 Command::Shutdown => self.begin_shutdown(),
             }
             self.settle();
@@ -422,6 +433,31 @@ impl<H: Handler> Worker<H> {
         let conn = self.conns.get(key)?;
         (id.worker == self.ctx.index && conn.core.gen == id.gen && conn.core.phase == Phase::Open)
             .then_some(key)
+    }
+
+    /// What [`super::handle::ConnectionInfo`] says of the open connections among `ids`.
+    fn describe(&self, ids: &[ConnId]) -> Vec<super::handle::ConnectionInfo> {
+        ids.iter()
+            .filter_map(|&id| {
+                let key = self.live_open(id)?;
+                let conn = &self.conns[key];
+                let peer = conn.io.peer_addr();
+                let forwarded = self.client_ips.get(key).copied().flatten();
+                let age = (self.ctx.now as u32).wrapping_sub(conn.core.opened);
+                Some(super::handle::ConnectionInfo {
+                    id,
+                    peer,
+                    client_ip: forwarded.or(peer.map(|p| p.ip())),
+                    age: Duration::from_millis(u64::from(age)),
+                    rooms: self
+                        .ctx
+                        .rooms
+                        .rooms_of(key as u32)
+                        .map(str::to_owned)
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     fn begin_shutdown(&mut self) {

@@ -269,6 +269,9 @@ pub enum Origin<'c, 'a> {
     Conn(&'c mut Conn<'a, Session>, bool),
     /// Published from another thread (admin API, Redis): every member.
     Handle(&'c ServerHandle),
+    /// Published by the admin API: every member, the event marked
+    /// `"admin": true` (which no client can set).
+    Admin(&'c ServerHandle),
 }
 
 /// Publishes a room message: numbers it (the next offset of `room`),
@@ -289,7 +292,23 @@ pub fn publish_message(
     data: Data<'_>,
     ts_ms: u64,
 ) -> Result<Position, ErrorCode> {
+    publish_message_then(history, origin, room, from, data, ts_ms, &mut |_| {})
+}
+
+/// [`publish_message`], and `then` gets the event's text after the local
+/// publish, still under the room's ordering lock (the Redis broker sends
+/// it to the other nodes from there).
+pub fn publish_message_then(
+    history: &History,
+    origin: Origin<'_, '_>,
+    room: &str,
+    from: &User,
+    data: Data<'_>,
+    ts_ms: u64,
+    then: &mut dyn FnMut(&str),
+) -> Result<Position, ErrorCode> {
     let _order = history.lock(room);
+    let admin = matches!(origin, Origin::Admin(_));
     let mut out = Out::default();
     let mut write = |pos: &Position, buf: &mut Vec<u8>| {
         out.buf = std::mem::take(buf);
@@ -303,8 +322,11 @@ pub fn publish_message(
         };
         o.num("ts", ts_ms)
             .num("offset", pos.offset)
-            .str("epoch", &pos.epoch)
-            .finish();
+            .str("epoch", &pos.epoch);
+        if admin {
+            o.bool("admin", true);
+        }
+        o.finish();
         *buf = std::mem::take(&mut out.buf);
     };
     let mut buf = Vec::new();
@@ -320,8 +342,9 @@ pub fn publish_message(
     match origin {
         Origin::Conn(conn, true) => conn.publish_others(room, Message::Text(text)),
         Origin::Conn(conn, false) => conn.publish(room, Message::Text(text)),
-        Origin::Handle(h) => h.publish(room, Message::Text(text)),
+        Origin::Handle(h) | Origin::Admin(h) => h.publish(room, Message::Text(text)),
     }
+    then(text);
     Ok(pos)
 }
 
