@@ -339,3 +339,57 @@ fn recovery_is_exact_under_concurrent_publishing_on_both_workers() {
         );
     }
 }
+
+/// The admin API and Redis publish through the same function, without a
+/// connection: members get the event, history has it, recovery finds it.
+#[test]
+fn publish_message_without_a_connection_numbers_and_stores_too() {
+    let mut cfg = config();
+    cfg.history.size = 10_000;
+    let server =
+        RoomServer::bind(cfg.clone(), Keys::hs256(SECRET.as_bytes(), &cfg.auth)).expect("bind");
+    let shared = server.shared().clone();
+    let handle = server.handle();
+    let rooms = Rooms::attach(
+        server.local_addr(),
+        Keys::hs256(SECRET.as_bytes(), &cfg.auth),
+    );
+    let running = server.start().expect("start");
+    let mut a = rooms.user("alice");
+    let epoch = a.ack(json!({"type": "join", "room": "news"}))["epoch"].clone();
+    let from = edgews::rooms::directory::Directory::detached("admin", "Admin");
+    let now = rooms_common::now_ms();
+    // In batches a reader keeps up with (past `backpressure_bytes` the
+    // engine drops room messages for a slow reader: a gap in offsets).
+    for batch in 0..100u64 {
+        for _ in 0..100 {
+            edgews::rooms::history::publish_message(
+                &shared.history,
+                edgews::rooms::history::Origin::Handle(&handle),
+                "news",
+                &from,
+                edgews::rooms::history::Data::Raw(r#"{"text":"hello"}"#),
+                now,
+            )
+            .expect("publish");
+        }
+        for want in batch * 100 + 1..=batch * 100 + 100 {
+            let m = a.recv();
+            assert_eq!(m["offset"].as_u64(), Some(want), "{m}");
+        }
+    }
+    let mut b = rooms.user("bob");
+    let r = join_since(&mut b, "news", &epoch, 0);
+    assert_eq!(
+        (r["recovered"].as_bool(), r["missed"].as_u64()),
+        (Some(true), Some(10_000)),
+        "{r}"
+    );
+    for want in 1..=10_000u64 {
+        let m = b.recv();
+        assert_eq!(m["offset"].as_u64(), Some(want), "{m}");
+        assert_eq!(m["from"]["id"], "admin", "{m}");
+    }
+    drop((a, b));
+    running.shutdown().expect("shutdown");
+}

@@ -365,6 +365,17 @@ export class EdgewsClient {
     }
   }
 
+  // The join ack's position (`epoch`, `offset`): where this client stands
+  // before any message arrives, so the next rejoin can ask for what it missed.
+  _notePosition(room, ack) {
+    const info = this._rooms.get(room);
+    if (!info || !ack || !Number.isFinite(ack.offset) || ack.epoch == null) return;
+    if (info.epoch !== ack.epoch || info.offset == null || ack.offset > info.offset) {
+      info.epoch = ack.epoch;
+      info.offset = ack.offset;
+    }
+  }
+
   async _onWelcome(msg) {
     clearTimeout(this._timers.connect);
     this._welcomed = true;
@@ -395,6 +406,8 @@ export class EdgewsClient {
         if (info.offset != null) req.since = { epoch: info.epoch ?? null, offset: info.offset };
         try {
           const ack = await this._request(req, { internal: true });
+          // Recovered: the missed messages follow and move the offset on.
+          if (ack.recovered !== true) this._notePosition(room, ack);
           this._emit("rejoin", { room, recovered: ack.recovered === true, reason: ack.reason ?? null, ack });
         } catch (err) {
           // The server refused (e.g. `forbidden`, `room_full`): we are out of
@@ -472,7 +485,7 @@ export class EdgewsClient {
   }
 
   /**
-   * Joins `room`; resolves with the ack (`{room, members}`). The client
+   * Joins `room`; resolves with the ack (`{room, members, epoch, offset}`). The client
    * rejoins it after every reconnect until {@link leave}.
    */
   async join(room, { password } = {}) {
@@ -480,6 +493,7 @@ export class EdgewsClient {
     if (password != null) req.password = password;
     const ack = await this._request(req);
     if (!this._rooms.has(room)) this._rooms.set(room, { password: password ?? null, epoch: null, offset: null });
+    this._notePosition(room, ack);
     return ack;
   }
 

@@ -210,6 +210,11 @@ impl<H: Handler> Worker<H> {
                     }
                 }
             }
+            // Commands a callback set aside while fanning out publishes
+            // (their wake-up is normally still pending; never wait for it).
+            if !self.ctx.deferred.is_empty() {
+                self.commands();
+            }
             self.inflations();
             self.timers();
             self.flush();

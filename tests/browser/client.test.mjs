@@ -194,6 +194,33 @@ test("rejoins after a reconnect, with since when the server gave offsets, and re
   );
 });
 
+test("the join ack's position is enough for since: no message needed", async () => {
+  const c = client();
+  await connected(c);
+  const p = c.join("quiet");
+  last().ack(last().take("join"), { room: "quiet", members: 1, epoch: "e7", offset: 12 });
+  await p;
+  last().drop();
+  mock.timers.tick(60_000);
+  await flush();
+  const ws = last();
+  ws.welcome();
+  await flush();
+  const join = ws.take("join");
+  assert.deepEqual({ ...join, id: 0 }, { type: "join", room: "quiet", since: { epoch: "e7", offset: 12 }, id: 0 });
+  // Refused: the ack's new position is the base of the next rejoin.
+  ws.ack(join, { room: "quiet", members: 1, epoch: "e8", offset: 3, recovered: false, reason: "epoch_changed" });
+  await flush();
+  ws.drop();
+  mock.timers.tick(60_000);
+  await flush();
+  const ws2 = last();
+  ws2.welcome();
+  await flush();
+  const again = ws2.take("join");
+  assert.deepEqual(again.since, { epoch: "e8", offset: 3 });
+});
+
 test("requests made while disconnected are queued and sent after the rejoin, in order", async () => {
   const c = client();
   await connected(c);

@@ -1,10 +1,13 @@
 //! The memory store: a ring of events per room, bounded by the room's
 //! message count and TTL, and all rooms together by a byte budget.
 //!
-//! Epochs are random per process start and per room creation: a restart,
-//! or a room evicted to stay within the budget and created again, gets a
-//! new epoch, so a client's old position is refused (`epoch_changed`),
-//! never silently wrong.
+//! Epochs are random per process start, and change for every room created
+//! after a room was evicted to stay within the budget: a restart, or a room
+//! evicted and created again, gets a new epoch, so a client's old position
+//! is refused (`epoch_changed`), never silently wrong. A room that never had
+//! a message costs nothing here: joining it reads the epoch a new room
+//! would get (`position` and `read` create nothing), so rooms with only
+//! idle members hold no history state.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +43,8 @@ struct RoomLog {
 struct Shard {
     rooms: HashMap<Box<str>, RoomLog>,
     bytes: usize,
+    /// Rooms evicted from this shard (part of a new room's epoch).
+    evictions: u64,
 }
 
 /// The in-memory [`Store`].
@@ -49,7 +54,6 @@ pub struct MemoryStore {
     defaults: HistoryLimits,
     shard_budget: usize,
     seed: u64,
-    rooms_made: AtomicU64,
     clock: AtomicU64,
 }
 
@@ -61,7 +65,6 @@ impl MemoryStore {
             defaults,
             shard_budget: (max_bytes / SHARDS).max(1),
             seed: super::random_u64(0),
-            rooms_made: AtomicU64::new(0),
             clock: AtomicU64::new(0),
         }
     }
@@ -74,16 +77,24 @@ impl MemoryStore {
         self.shards[at].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn new_room(&self, name: &str) -> RoomLog {
-        let n = self.rooms_made.fetch_add(1, Ordering::Relaxed);
-        let mix = super::random_u64(self.seed ^ n);
-        RoomLog {
-            epoch: format!("{:016x}", mix).into(),
-            top: 0,
-            ring: VecDeque::new(),
-            limits: None,
-            bytes: ROOM_OVERHEAD + name.len(),
-            touched: 0,
+    /// The epoch a room created in `shard` now gets.
+    fn fresh_epoch(&self, shard: &Shard) -> Arc<str> {
+        format!("{:016x}-{}", self.seed, shard.evictions).into()
+    }
+
+    /// Creates the room's log if it has none.
+    fn ensure(&self, shard: &mut Shard, name: &str) {
+        if !shard.rooms.contains_key(name) {
+            let log = RoomLog {
+                epoch: self.fresh_epoch(shard),
+                top: 0,
+                ring: VecDeque::new(),
+                limits: None,
+                bytes: ROOM_OVERHEAD + name.len(),
+                touched: 0,
+            };
+            shard.bytes += log.bytes;
+            shard.rooms.insert(name.into(), log);
         }
     }
 
@@ -117,19 +128,16 @@ fn trim(log: &mut RoomLog, limits: HistoryLimits, now_ms: u64, shard_bytes: &mut
 
 impl Store for MemoryStore {
     fn position(&self, room: &str) -> Result<Position, StoreError> {
-        let mut shard = self.shard(room);
-        let shard = &mut *shard;
-        let log = match shard.rooms.get(room) {
-            Some(l) => l,
-            None => {
-                let log = self.new_room(room);
-                shard.bytes += log.bytes;
-                shard.rooms.entry(room.into()).or_insert(log)
-            }
-        };
-        Ok(Position {
-            epoch: log.epoch.clone(),
-            offset: log.top,
+        let shard = self.shard(room);
+        Ok(match shard.rooms.get(room) {
+            Some(log) => Position {
+                epoch: log.epoch.clone(),
+                offset: log.top,
+            },
+            None => Position {
+                epoch: self.fresh_epoch(&shard),
+                offset: 0,
+            },
         })
     }
 
@@ -143,12 +151,8 @@ impl Store for MemoryStore {
         let touched = self.tick();
         let mut guard = self.shard(room);
         let shard = &mut *guard;
-        if !shard.rooms.contains_key(room) {
-            let log = self.new_room(room);
-            shard.bytes += log.bytes;
-            shard.rooms.insert(room.into(), log);
-        }
-        let log = shard.rooms.get_mut(room).expect("inserted above");
+        self.ensure(shard, room);
+        let log = shard.rooms.get_mut(room).expect("ensured");
         log.top += 1;
         log.touched = touched;
         let pos = Position {
@@ -183,6 +187,7 @@ impl Store for MemoryStore {
                 }
                 if let Some(l) = shard.rooms.remove(&name) {
                     shard.bytes -= l.bytes;
+                    shard.evictions += 1;
                 }
             }
             let log = shard.rooms.get_mut(room).expect("not evicted");
@@ -200,12 +205,17 @@ impl Store for MemoryStore {
     fn read(&self, room: &str, after: u64, limit: usize, now_ms: u64) -> Result<Slice, StoreError> {
         let mut guard = self.shard(room);
         let shard = &mut *guard;
-        if !shard.rooms.contains_key(room) {
-            let log = self.new_room(room);
-            shard.bytes += log.bytes;
-            shard.rooms.insert(room.into(), log);
-        }
-        let log = shard.rooms.get_mut(room).expect("inserted above");
+        let Some(log) = shard.rooms.get_mut(room) else {
+            return Ok(Slice {
+                position: Position {
+                    epoch: self.fresh_epoch(shard),
+                    offset: 0,
+                },
+                oldest: 1,
+                entries: Vec::new(),
+                disabled: self.defaults.size == 0,
+            });
+        };
         let limits = log.limits.unwrap_or(self.defaults);
         trim(log, limits, now_ms, &mut shard.bytes);
         let oldest = log.ring.front().map_or(log.top + 1, |e| e.0);
@@ -235,12 +245,8 @@ impl Store for MemoryStore {
     fn set_room_limits(&self, room: &str, limits: HistoryLimits) -> Result<(), StoreError> {
         let mut guard = self.shard(room);
         let shard = &mut *guard;
-        if !shard.rooms.contains_key(room) {
-            let log = self.new_room(room);
-            shard.bytes += log.bytes;
-            shard.rooms.insert(room.into(), log);
-        }
-        let log = shard.rooms.get_mut(room).expect("inserted above");
+        self.ensure(shard, room);
+        let log = shard.rooms.get_mut(room).expect("ensured");
         log.limits = Some(limits);
         trim(log, limits, 0, &mut shard.bytes);
         Ok(())
@@ -283,7 +289,15 @@ mod tests {
         let sl = s.read("r", 4, 10, 0).unwrap();
         assert_eq!(sl.entries.len(), 1);
         assert!(s.read("r", 5, 10, 0).unwrap().entries.is_empty());
-        assert_ne!(s.position("other").unwrap().epoch, p0.epoch);
+        assert_eq!(
+            s.position("other").unwrap(),
+            Position {
+                epoch: p0.epoch.clone(),
+                offset: 0
+            },
+            "a room without messages holds nothing and gets the current epoch"
+        );
+        assert_eq!(s.bytes(), ROOM_OVERHEAD + 1 + 3 * (2 + ENTRY_OVERHEAD));
     }
 
     #[test]
@@ -307,8 +321,22 @@ mod tests {
             append(&s, &format!("room{r}"), 0);
         }
         assert!(s.bytes() <= 16 * 2_000, "{} bytes", s.bytes());
-        // The latest room is still there, with its epoch.
+        // The latest room is still there; an evicted one comes back with a
+        // new epoch (its offsets start again).
         let p = s.position("room199").unwrap();
         assert_eq!(p.offset, 1);
+        let evicted = (0..200)
+            .map(|r| format!("room{r}"))
+            .find(|r| s.position(r).unwrap().offset == 0)
+            .expect("some room was evicted");
+        let before = s.position(&evicted).unwrap();
+        let after = append(&s, &evicted, 0);
+        assert_eq!(after.offset, 1);
+        assert_eq!(after.epoch, before.epoch, "the epoch the joiner was told");
+        assert!(
+            !after.epoch.ends_with("-0"),
+            "created after evictions: not the first epoch ({})",
+            after.epoch
+        );
     }
 }
