@@ -42,7 +42,9 @@ pub(crate) fn tune_allocator() {
             }
             // SAFETY: as above.
             if unsafe { libc::mallopt(libc::M_MXFAST, 0) } != 1 {
-                tracing::warn!("mallopt(M_MXFAST) failed; small freed blocks may fragment the heap");
+                tracing::warn!(
+                    "mallopt(M_MXFAST) failed; small freed blocks may fragment the heap"
+                );
             }
         }
     });
