@@ -1,7 +1,8 @@
 //! [`Conn`]: what a callback uses to act on its connection, its rooms and the
 //! rest of the worker, and [`Ctx`], the worker state it borrows.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use crate::pubsub::{Published, RoomStats, Rooms};
 use super::compression::Compressors;
 use super::config::{Config, SlowConsumerPolicy};
 use super::connection::{flag, Core, Phase};
-use super::handle::ServerHandle;
+use super::handle::{Command, ServerHandle};
 use super::handler::ConnId;
 use super::outbox::{Outbox, Stashed, STASH_MAX_BYTES};
 use super::stats::WorkerStats;
@@ -52,6 +53,11 @@ pub(crate) struct Ctx {
     pub cfg: Arc<Config>,
     pub out: Outbox,
     pub rooms: Rooms,
+    /// This worker's command channel.
+    pub inbox: mpsc::Receiver<Command>,
+    /// Commands taken from the channel during a callback (to fan out the
+    /// publishes before it), carried out by the worker right after.
+    pub deferred: VecDeque<Command>,
     pub closes: Vec<CloseRequest>,
     /// Connections whose handler timer changed during a callback.
     pub rearm: Vec<usize>,
@@ -113,6 +119,23 @@ impl Ctx {
             SendStatus::Backpressure
         } else {
             SendStatus::Sent
+        }
+    }
+
+    /// Fans out the publishes waiting in this worker's channel (keeping the
+    /// other commands for the worker), so that a publish made now is
+    /// delivered here after every publish sent here before it.
+    pub fn drain_publishes(&mut self) {
+        while let Ok(cmd) = self.inbox.try_recv() {
+            match cmd {
+                Command::Publish { room, msg, exclude } => {
+                    let exclude = exclude
+                        .filter(|id| id.worker == self.index)
+                        .map(|id| id.key as usize);
+                    self.fanout(&room, &msg, exclude);
+                }
+                other => self.deferred.push_back(other),
+            }
         }
     }
 
@@ -378,6 +401,26 @@ impl<D> Conn<'_, D> {
         joined
     }
 
+    /// Joins `room` after fanning out every publish already sent to this
+    /// worker: a publish sent (from any worker or thread) before this call
+    /// does not reach this connection, one sent after it does, in order.
+    ///
+    /// With an application lock per room held across [number a message,
+    /// publish it] and across [read the room's latest number, call this,
+    /// send the connection what it missed from a history], the connection
+    /// gets exactly the messages numbered above the one it was told, after
+    /// what it missed, without a gap or a duplicate. (A plain
+    /// [`Conn::subscribe`] may still deliver publishes that were on their
+    /// way to this worker when it was called.) Costs nothing per
+    /// connection; returns false when already a member or closing.
+    pub fn subscribe_in_order(&mut self, room: &str) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        self.ctx.drain_publishes();
+        self.subscribe(room)
+    }
+
     /// Leaves `room`; false when not a member.
     pub fn unsubscribe(&mut self, room: &str) -> bool {
         let left = self.ctx.rooms.leave(self.key as u32, room);
@@ -417,14 +460,19 @@ impl<D> Conn<'_, D> {
         self.publish_inner(room, msg, Some(me));
     }
 
+    /// Fans out here, then forwards to the other workers. Publishes that
+    /// other workers sent here first are fanned out before this one, so
+    /// every worker delivers publishes in the order they were sent (for a
+    /// room numbered under one application lock: in number order).
     fn publish_inner(&mut self, room: &str, msg: Message<'_>, exclude: Option<ConnId>) {
-        let published = Arc::new(Published::new(msg.opcode(), msg.as_bytes()));
+        let msg = Arc::new(Published::new(msg.opcode(), msg.as_bytes()));
         self.ctx.stats.publishes.inc();
+        self.ctx.drain_publishes();
         self.ctx
-            .fanout(room, &published, exclude.map(|id| id.key as usize));
+            .fanout(room, &msg, exclude.map(|id| id.key as usize));
         self.ctx
             .handle
-            .forward_publish(self.ctx.index, room, published, exclude);
+            .forward_publish(self.ctx.index, room, msg, exclude);
     }
 
     /// Sends to any connection of the server by id. Returns false when the id
@@ -441,6 +489,13 @@ impl<D> Conn<'_, D> {
             return false;
         }
         self.ctx.send(key, id.gen, msg.opcode(), msg.as_bytes()) != SendStatus::Dropped
+    }
+
+    /// Hands `payload` to [`super::Handler::on_notify`] for connection `id`
+    /// (on any worker, this one and this connection included), after the
+    /// current callback. Same as [`ServerHandle::notify`].
+    pub fn notify(&self, id: ConnId, payload: &[u8]) -> bool {
+        self.ctx.handle.notify(id, payload)
     }
 
     /// Members of `room` on this connection's worker.

@@ -67,7 +67,6 @@ const TRIM_AFTER_OPENED: usize = 1024;
 pub(crate) struct Worker<H: Handler> {
     poll: Poll,
     listener: Option<TcpListener>,
-    inbox: mpsc::Receiver<Command>,
     conns: Slab<Connection<H::Data>>,
     handler: H,
     ctx: Ctx,
@@ -135,7 +134,6 @@ impl<H: Handler> Worker<H> {
         Ok(Worker {
             poll,
             listener: Some(listener),
-            inbox,
             conns: Slab::with_capacity(capacity),
             handler,
             rbuf: vec![0; cfg.receive_buffer_bytes],
@@ -145,6 +143,8 @@ impl<H: Handler> Worker<H> {
                 cfg,
                 out: Outbox::with_capacity(capacity),
                 rooms: Default::default(),
+                inbox,
+                deferred: Default::default(),
                 closes: Vec::new(),
                 rearm: Vec::new(),
                 handle,
@@ -358,9 +358,22 @@ impl<H: Handler> Worker<H> {
 
     // ----- commands from other threads ----------------------------------------
 
+    /// Carries out the commands a callback set aside, then drains the
+    /// command channel. `mpsc` is one FIFO queue per worker: commands sent
+    /// one after the other (by any threads, ordered by a lock or by being on
+    /// one thread) are taken in that order. Room history relies on it: a
+    /// room's messages are numbered and sent to every worker's channel under
+    /// one lock, and a worker that publishes or joins first fans out what is
+    /// waiting in its channel ([`Ctx::drain_publishes`]), so every worker
+    /// fans them out in the order of their numbers.
     fn commands(&mut self) {
         self.link().clear_notified();
-        while let Ok(cmd) = self.inbox.try_recv() {
+        while let Some(cmd) = self
+            .ctx
+            .deferred
+            .pop_front()
+            .or_else(|| self.ctx.inbox.try_recv().ok())
+        {
             match cmd {
                 Command::Publish { room, msg, exclude } => {
                     let exclude = exclude
@@ -371,6 +384,14 @@ impl<H: Handler> Worker<H> {
                 Command::Send { id, frame } => {
                     if let Some(key) = self.live_open(id) {
                         self.ctx.send_framed(key, id.gen, frame);
+                    }
+                }
+                Command::Notify { id, payload } => {
+                    if let Some(key) = self.live_open(id) {
+                        let closing = self.conns[key].core.has(flag::CLOSE_REQUESTED);
+                        if !closing {
+                            self.with_conn(key, |h, c| h.on_notify(c, &payload));
+                        }
                     }
                 }
                 Command::Close { id, code, reason } => {
@@ -392,6 +413,9 @@ impl<H: Handler> Worker<H> {
                         .map_or((0, Default::default()), |r| (r.members().len(), r.stats));
                     let _ = reply.send(answer);
                 }
+                Command::Describe { ids, reply } => {
+                    let _ = reply.send(self.describe(&ids));
+                }
                 Command::Shutdown => self.begin_shutdown(),
             }
             self.settle();
@@ -404,6 +428,31 @@ impl<H: Handler> Worker<H> {
         let conn = self.conns.get(key)?;
         (id.worker == self.ctx.index && conn.core.gen == id.gen && conn.core.phase == Phase::Open)
             .then_some(key)
+    }
+
+    /// What [`super::handle::ConnectionInfo`] says of the open connections among `ids`.
+    fn describe(&self, ids: &[ConnId]) -> Vec<super::handle::ConnectionInfo> {
+        ids.iter()
+            .filter_map(|&id| {
+                let key = self.live_open(id)?;
+                let conn = &self.conns[key];
+                let peer = conn.io.peer_addr();
+                let forwarded = self.client_ips.get(key).copied().flatten();
+                let age = (self.ctx.now as u32).wrapping_sub(conn.core.opened);
+                Some(super::handle::ConnectionInfo {
+                    id,
+                    peer,
+                    client_ip: forwarded.or(peer.map(|p| p.ip())),
+                    age: Duration::from_millis(u64::from(age)),
+                    rooms: self
+                        .ctx
+                        .rooms
+                        .rooms_of(key as u32)
+                        .map(str::to_owned)
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     fn begin_shutdown(&mut self) {
