@@ -230,6 +230,11 @@ impl Members {
         }
     }
 
+    /// How many connections member `key` has in the room.
+    fn connections(&self, key: &UserKey) -> u32 {
+        1 + self.extra.get(key).copied().unwrap_or(0)
+    }
+
     /// Up to `limit` members after `cursor`, in id order, and whether there are more.
     fn page(&self, cursor: Option<&str>, limit: usize, mut f: impl FnMut(&UserKey)) -> bool {
         let mut n = 0;
@@ -496,7 +501,7 @@ impl Directory {
 
     /// Whether user `id` is a member of `room` (through any connection).
     pub fn has_member(&self, room: &Room, id: &str) -> bool {
-        lock(&room.members).contains_key(id)
+        lock(&room.members).contains(id)
     }
 
     /// Users with at least one connection.
@@ -724,19 +729,19 @@ impl Directory {
     pub fn snapshot(&self) -> Snapshot {
         let mut snap = Snapshot::default();
         for shard in self.users.iter() {
-            for u in lock(shard).iter() {
+            for u in lock(shard).0.iter() {
                 let state = lock(&u.0.state);
                 snap.users
-                    .push((u.0.clone(), state.status, state.conns.len()));
+                    .push((u.0.clone(), u.0.status(), state.conns.len()));
             }
         }
         for shard in self.rooms.iter() {
             for r in lock(shard).iter() {
                 let members = lock(&r.0.members);
-                let list = members
-                    .iter()
-                    .map(|(k, n)| (k.0.id().to_owned(), *n))
-                    .collect();
+                let mut list = Vec::with_capacity(members.len());
+                members.page(None, usize::MAX, |k| {
+                    list.push((k.0.id().to_owned(), members.connections(k)));
+                });
                 snap.rooms.push((r.0.name().to_owned(), list));
             }
         }
