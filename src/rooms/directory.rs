@@ -6,15 +6,20 @@
 //! session and hands one frame to the engine's fan-out.
 //!
 //! Users and rooms live in sharded maps; a room keeps its members ordered by
-//! user id (paging by cursor is a range query) with a count of connections
-//! per member, so two connections of one user are one member. Locks are
-//! always taken in the order: room shard → room → user.
+//! user id (paging by cursor is a range query), and counts the connections
+//! of a member that has more than one, so two connections of one user are
+//! one member. Locks are always taken in the order: room shard → room → user.
+//!
+//! Memory per member is what this file is careful about (the room server's
+//! idle-connection budget is in the README): a member is one pointer in a
+//! sorted `Vec` while its room is small, in a `BTreeSet` once it is large,
+//! and a user is one 96-byte allocation.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::runtime::ConnId;
@@ -22,6 +27,10 @@ use crate::runtime::ConnId;
 use super::codes::ErrorCode;
 
 const SHARDS: usize = 64;
+/// Shards of the users table: more than the rooms', as each is a sorted
+/// `Vec` (an insert moves on average half a shard: 16 KiB at a million
+/// users online).
+const USER_SHARDS: usize = 256;
 
 /// A user's presence status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,6 +58,24 @@ impl Status {
         }
     }
 
+    fn from_index(i: u8) -> Status {
+        match i {
+            1 => Status::Away,
+            2 => Status::Busy,
+            3 => Status::Offline,
+            _ => Status::Online,
+        }
+    }
+
+    fn index(self) -> u8 {
+        match self {
+            Status::Online => 0,
+            Status::Away => 1,
+            Status::Busy => 2,
+            Status::Offline => 3,
+        }
+    }
+
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<Status> {
         Some(match s {
@@ -62,12 +89,19 @@ impl Status {
 }
 
 /// One user, shared by all its connections.
+///
+/// 72 bytes, so that with the `Arc`'s counts it is an 88-byte request, a
+/// 96-byte heap chunk (`a_user_is_one_small_allocation` keeps it there).
 #[derive(Debug)]
 pub struct User {
     /// The id followed by the display name: inline up to 24 bytes (most
     /// id + name pairs), so a user is one allocation.
     text: compact_str::CompactString,
-    id_len: u32,
+    /// Ids are at most [`super::auth::MAX_USER_ID_BYTES`] (128) bytes.
+    id_len: u16,
+    /// The presence [`Status`] (its index), outside the lock so that the
+    /// lock's state packs into 40 bytes.
+    status: AtomicU8,
     state: Mutex<UserState>,
 }
 
@@ -76,7 +110,6 @@ struct UserState {
     conns: Few<ConnId>,
     /// Rooms the user is a member of (through any of its connections).
     rooms: Few<Arc<Room>>,
-    status: Status,
 }
 
 impl User {
@@ -92,7 +125,7 @@ impl User {
 
     /// The presence status.
     pub fn status(&self) -> Status {
-        lock(&self.state).status
+        Status::from_index(self.status.load(Ordering::Relaxed))
     }
 
     /// The user's open connections.
@@ -105,8 +138,129 @@ impl User {
 #[derive(Debug)]
 pub struct Room {
     name: Box<str>,
-    members: Mutex<BTreeMap<UserKey, u32>>,
+    members: Mutex<Members>,
     count: AtomicUsize,
+}
+
+/// A room stays a sorted `Vec` up to this many members (an insert moves at
+/// most 32 KiB), and becomes a `BTreeSet` past it.
+const SMALL_ROOM_MAX: usize = 4096;
+/// A large room goes back to a `Vec` below this many (hysteresis: a room
+/// hovering at the threshold does not convert back and forth).
+const SMALL_ROOM_AGAIN: usize = SMALL_ROOM_MAX / 4;
+
+/// The members of a room, by user id, and how many connections each has
+/// in the room.
+#[derive(Debug, Default)]
+struct Members {
+    set: MemberSet,
+    /// Connections in the room beyond the first, for the members that have
+    /// more than one (most have one: they cost nothing here).
+    extra: HashMap<UserKey, u32>,
+}
+
+#[derive(Debug)]
+enum MemberSet {
+    /// Sorted by id: 8 bytes a member, one allocation for the room.
+    Small(Vec<UserKey>),
+    /// Past [`SMALL_ROOM_MAX`]: O(log n) inserts whatever the size.
+    Large(BTreeSet<UserKey>),
+}
+
+impl Default for MemberSet {
+    fn default() -> Self {
+        MemberSet::Small(Vec::new())
+    }
+}
+
+impl Members {
+    fn len(&self) -> usize {
+        match &self.set {
+            MemberSet::Small(v) => v.len(),
+            MemberSet::Large(b) => b.len(),
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        match &self.set {
+            MemberSet::Small(v) => v.binary_search_by(|u| u.0.id().cmp(id)).is_ok(),
+            MemberSet::Large(b) => b.contains(id),
+        }
+    }
+
+    /// Adds a member that is not in the room yet.
+    fn insert(&mut self, key: UserKey) {
+        match &mut self.set {
+            MemberSet::Small(v) => {
+                let at = v.partition_point(|u| u.0.id() < key.0.id());
+                v.insert(at, key);
+                if v.len() > SMALL_ROOM_MAX {
+                    let all = std::mem::take(v);
+                    self.set = MemberSet::Large(all.into_iter().collect());
+                }
+            }
+            MemberSet::Large(b) => {
+                b.insert(key);
+            }
+        }
+    }
+
+    /// Removes member `id`; true if it was in the room.
+    fn remove(&mut self, id: &str) -> bool {
+        match &mut self.set {
+            MemberSet::Small(v) => {
+                let Ok(at) = v.binary_search_by(|u| u.0.id().cmp(id)) else {
+                    return false;
+                };
+                v.remove(at);
+                // A room that shrank a lot gives its memory back.
+                if v.capacity() > 16 && v.len() < v.capacity() / 4 {
+                    v.shrink_to(v.len() * 2);
+                }
+                true
+            }
+            MemberSet::Large(b) => {
+                let removed = b.remove(id);
+                if b.len() < SMALL_ROOM_AGAIN {
+                    let all: Vec<UserKey> = std::mem::take(b).into_iter().collect();
+                    self.set = MemberSet::Small(all);
+                }
+                removed
+            }
+        }
+    }
+
+    /// How many connections member `key` has in the room.
+    fn connections(&self, key: &UserKey) -> u32 {
+        1 + self.extra.get(key).copied().unwrap_or(0)
+    }
+
+    /// Up to `limit` members after `cursor`, in id order, and whether there are more.
+    fn page(&self, cursor: Option<&str>, limit: usize, mut f: impl FnMut(&UserKey)) -> bool {
+        let mut n = 0;
+        let mut each = |u: &UserKey| {
+            if n == limit {
+                return false;
+            }
+            f(u);
+            n += 1;
+            true
+        };
+        match &self.set {
+            MemberSet::Small(v) => {
+                let start = cursor.map_or(0, |c| v.partition_point(|u| u.0.id() <= c));
+                v[start..].iter().any(|u| !each(u))
+            }
+            MemberSet::Large(b) => {
+                let start = match cursor {
+                    Some(c) => Bound::Excluded(c),
+                    None => Bound::Unbounded,
+                };
+                b.range::<str, _>((start, Bound::Unbounded))
+                    .any(|u| !each(u))
+            }
+        }
+    }
 }
 
 impl Room {
@@ -146,7 +300,7 @@ pub struct Joined {
 /// Users and rooms of the whole server.
 #[derive(Debug)]
 pub struct Directory {
-    users: Box<[Mutex<HashSet<UserKey>>]>,
+    users: Box<[Mutex<UserShard>]>,
     rooms: Box<[Mutex<HashSet<RoomKey>>]>,
     hasher: std::collections::hash_map::RandomState,
     users_online: AtomicUsize,
@@ -156,7 +310,7 @@ pub struct Directory {
 impl Default for Directory {
     fn default() -> Self {
         Directory {
-            users: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            users: (0..USER_SHARDS).map(|_| Mutex::default()).collect(),
             rooms: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: Default::default(),
             users_online: AtomicUsize::new(0),
@@ -170,15 +324,26 @@ impl Directory {
         self.hasher.hash_one(key) as usize % SHARDS
     }
 
+    fn users_of(&self, id: &str) -> MutexGuard<'_, UserShard> {
+        lock(&self.users[self.hasher.hash_one(id) as usize % USER_SHARDS])
+    }
+
     /// A user that is not (yet) in the directory: what a verified token
     /// names, kept in the session until its connection opens.
     pub fn detached(id: &str, name: &str) -> Arc<User> {
         let mut text = compact_str::CompactString::with_capacity(id.len() + name.len());
         text.push_str(id);
         text.push_str(name);
+        // Token verification caps ids at MAX_USER_ID_BYTES (128); a longer
+        // one than 64 KiB (only from code calling this directly) is cut.
+        let mut id_len = id.len().min(u16::MAX as usize);
+        while !text.is_char_boundary(id_len) {
+            id_len -= 1;
+        }
         Arc::new(User {
             text,
-            id_len: id.len() as u32,
+            id_len: id_len as u16,
+            status: AtomicU8::new(Status::Online.index()),
             state: Mutex::default(),
         })
     }
@@ -187,12 +352,12 @@ impl Directory {
     /// connection yet) and returns the user. Atomic with respect to
     /// [`Directory::disconnect`] of the same user on another worker.
     pub fn connect(&self, id: &str, name: &str, conn: ConnId) -> Arc<User> {
-        let mut users = lock(&self.users[self.shard(id)]);
-        let user = match users.get(id) {
-            Some(u) => u.0.clone(),
-            None => {
+        let mut users = self.users_of(id);
+        let user = match users.find(id) {
+            Ok(at) => users.0[at].0.clone(),
+            Err(at) => {
                 let user = Self::detached(id, name);
-                users.insert(UserKey(user.clone()));
+                users.0.insert(at, UserKey(user.clone()));
                 self.users_online.fetch_add(1, Ordering::Relaxed);
                 user
             }
@@ -203,25 +368,31 @@ impl Directory {
 
     /// Removes connection `id` from `user`; the user goes offline with its last.
     pub fn disconnect(&self, user: &Arc<User>, id: ConnId) {
-        let mut users = lock(&self.users[self.shard(user.id())]);
+        let mut users = self.users_of(user.id());
         let mut state = lock(&user.state);
         state.conns.remove(|c| *c == id);
-        if state.conns.is_empty() && users.remove(user.id()) {
-            self.users_online.fetch_sub(1, Ordering::Relaxed);
+        if state.conns.is_empty() {
+            if let Ok(at) = users.find(user.id()) {
+                users.0.remove(at);
+                users.shrink();
+                self.users_online.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
     /// The connections of user `id` (empty when it is offline).
     pub fn connections_of(&self, id: &str) -> Vec<ConnId> {
-        let users = lock(&self.users[self.shard(id)]);
-        users.get(id).map(|u| u.0.connections()).unwrap_or_default()
+        let users = self.users_of(id);
+        users
+            .find(id)
+            .map(|at| users.0[at].0.connections())
+            .unwrap_or_default()
     }
 
     /// The user `id`, if online.
     pub fn find_user(&self, id: &str) -> Option<Arc<User>> {
-        lock(&self.users[self.shard(id)])
-            .get(id)
-            .map(|u| u.0.clone())
+        let users = self.users_of(id);
+        users.find(id).ok().map(|at| users.0[at].0.clone())
     }
 
     /// One more connection of `user` in room `name` (created if needed).
@@ -247,14 +418,13 @@ impl Directory {
             }
         };
         let mut members = lock(&room.members);
-        let key = UserKey(user.clone());
-        let first = if let Some(n) = members.get_mut(&key) {
-            *n += 1;
+        let first = if members.contains(user.id()) {
+            *members.extra.entry(UserKey(user.clone())).or_insert(0) += 1;
             false
         } else if max_members > 0 && members.len() >= max_members {
             return Err(ErrorCode::RoomFull);
         } else {
-            members.insert(key, 1);
+            members.insert(UserKey(user.clone()));
             lock(&user.state).rooms.push(room.clone());
             true
         };
@@ -273,18 +443,17 @@ impl Directory {
     pub fn leave(&self, user: &Arc<User>, room: &Arc<Room>) -> (bool, usize) {
         let mut rooms = lock(&self.rooms[self.shard(room.name())]);
         let mut members = lock(&room.members);
-        let key = UserKey(user.clone());
-        let last = match members.get_mut(&key) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                false
+        let last = if let Some(n) = members.extra.get_mut(user.id()) {
+            *n -= 1;
+            if *n == 0 {
+                members.extra.remove(user.id());
             }
-            Some(_) => {
-                members.remove(&key);
-                lock(&user.state).rooms.remove(|r| Arc::ptr_eq(r, room));
-                true
-            }
-            None => false,
+            false
+        } else if members.remove(user.id()) {
+            lock(&user.state).rooms.remove(|r| Arc::ptr_eq(r, room));
+            true
+        } else {
+            false
         };
         let count = members.len();
         room.count.store(count, Ordering::Relaxed);
@@ -301,8 +470,8 @@ impl Directory {
 
     /// Sets `user`'s status; returns the rooms it is in (to tell them).
     pub fn set_status(&self, user: &User, status: Status) -> Vec<Arc<Room>> {
-        let mut state = lock(&user.state);
-        state.status = status;
+        let state = lock(&user.state);
+        user.status.store(status.index(), Ordering::Relaxed);
         state.rooms.iter().cloned().collect()
     }
 
@@ -316,20 +485,10 @@ impl Directory {
     /// Up to `limit` members of `room` with ids after `cursor`, in id order.
     pub fn page(&self, room: &Room, cursor: Option<&str>, limit: usize) -> Page {
         let members = lock(&room.members);
-        let start = match cursor {
-            Some(c) => Bound::Excluded(c),
-            None => Bound::Unbounded,
-        };
         let mut page = Vec::with_capacity(limit.min(members.len()));
-        let mut more = false;
-        for (key, _) in members.range::<str, _>((start, Bound::Unbounded)) {
-            if page.len() == limit {
-                more = true;
-                break;
-            }
-            let status = lock(&key.0.state).status;
-            page.push((key.0.clone(), status));
-        }
+        let more = members.page(cursor, limit, |key| {
+            page.push((key.0.clone(), key.0.status()));
+        });
         let next = more
             .then(|| page.last().map(|(u, _)| u.id().to_owned()))
             .flatten();
@@ -342,7 +501,7 @@ impl Directory {
 
     /// Whether user `id` is a member of `room` (through any connection).
     pub fn has_member(&self, room: &Room, id: &str) -> bool {
-        lock(&room.members).contains_key(id)
+        lock(&room.members).contains(id)
     }
 
     /// Users with at least one connection.
@@ -440,6 +599,25 @@ impl Ord for UserKey {
 impl Borrow<str> for UserKey {
     fn borrow(&self) -> &str {
         self.0.id()
+    }
+}
+
+/// One shard of the users online, sorted by id: 8 bytes a user (a hash set
+/// costs 9 bytes a bucket at 44-87 % load, 10-20 bytes a user).
+#[derive(Debug, Default)]
+struct UserShard(Vec<UserKey>);
+
+impl UserShard {
+    /// Where user `id` is (`Ok`), or would be inserted (`Err`).
+    fn find(&self, id: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|u| u.0.id().cmp(id))
+    }
+
+    /// Gives memory back after many users left.
+    fn shrink(&mut self) {
+        if self.0.capacity() > 16 && self.0.len() < self.0.capacity() / 4 {
+            self.0.shrink_to(self.0.len() * 2);
+        }
     }
 }
 
@@ -551,19 +729,19 @@ impl Directory {
     pub fn snapshot(&self) -> Snapshot {
         let mut snap = Snapshot::default();
         for shard in self.users.iter() {
-            for u in lock(shard).iter() {
+            for u in lock(shard).0.iter() {
                 let state = lock(&u.0.state);
                 snap.users
-                    .push((u.0.clone(), state.status, state.conns.len()));
+                    .push((u.0.clone(), u.0.status(), state.conns.len()));
             }
         }
         for shard in self.rooms.iter() {
             for r in lock(shard).iter() {
                 let members = lock(&r.0.members);
-                let list = members
-                    .iter()
-                    .map(|(k, n)| (k.0.id().to_owned(), *n))
-                    .collect();
+                let mut list = Vec::with_capacity(members.len());
+                members.page(None, usize::MAX, |k| {
+                    list.push((k.0.id().to_owned(), members.connections(k)));
+                });
                 snap.rooms.push((r.0.name().to_owned(), list));
             }
         }
@@ -642,6 +820,61 @@ mod tests {
         assert_eq!(seen, expected);
     }
 
+    /// Every member's id, walking the pages `limit` at a time.
+    fn walk(d: &Directory, room: &Room, limit: usize) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let p = d.page(room, cursor.as_deref(), limit);
+            assert_eq!(p.count, room.count());
+            seen.extend(p.members.iter().map(|(u, _)| u.id().to_owned()));
+            match p.next {
+                Some(n) => cursor = Some(n),
+                None => return seen,
+            }
+        }
+    }
+
+    #[test]
+    fn a_room_past_the_small_size_and_back_keeps_members_counts_and_order() {
+        let d = Directory::default();
+        let n = SMALL_ROOM_MAX as u32 + 100;
+        let users: Vec<Arc<User>> = (0..n)
+            .map(|i| d.connect(&format!("u{:05}", (i * 7919) % n), "x", id(0, i)))
+            .collect();
+        let mut room = None;
+        for u in &users {
+            room = Some(d.join(u, "big", 0).unwrap().room);
+        }
+        let room = room.unwrap();
+        assert!(matches!(lock(&room.members).set, MemberSet::Large(_)));
+        // A second connection of a member is not a second member.
+        let again = d.join(&users[3], "big", 0).unwrap();
+        assert!(!again.first);
+        assert_eq!(again.members, n as usize);
+        let mut expected: Vec<String> = users.iter().map(|u| u.id().to_owned()).collect();
+        expected.sort();
+        assert_eq!(walk(&d, &room, 1000), expected);
+        // Leave until the room is small again: it turns back into a sorted Vec.
+        let keep = SMALL_ROOM_AGAIN as u32 - 10;
+        for u in &users[keep as usize..] {
+            let (last, _) = d.leave(u, &room);
+            assert!(last);
+        }
+        assert!(matches!(lock(&room.members).set, MemberSet::Small(_)));
+        assert_eq!(room.count(), keep as usize);
+        let mut expected: Vec<String> = users[..keep as usize]
+            .iter()
+            .map(|u| u.id().to_owned())
+            .collect();
+        expected.sort();
+        assert_eq!(walk(&d, &room, 7), expected);
+        // users[3] still has two connections in the room.
+        assert_eq!(d.leave(&users[3], &room), (false, keep as usize));
+        assert_eq!(d.leave(&users[3], &room), (true, keep as usize - 1));
+        assert_eq!(d.leave(&users[3], &room), (false, keep as usize - 1));
+    }
+
     #[test]
     fn status_reaches_the_users_rooms_and_largest_rooms_sort() {
         let d = Directory::default();
@@ -663,11 +896,38 @@ mod tests {
 
     #[test]
     fn a_user_is_one_small_allocation() {
+        // 72 + the Arc's two counts = 88 bytes: a 96-byte heap chunk (glibc
+        // adds 8 and rounds to 16); 73 would make it 112.
         let size = std::mem::size_of::<User>();
-        assert!(size <= 80, "User grew to {size} bytes");
+        assert!(size <= 72, "User grew to {size} bytes");
         let u = Directory::detached("load-12345", "Load 12345");
         assert!(!u.text.is_heap_allocated(), "short id and name stay inline");
         assert_eq!((u.id(), u.name()), ("load-12345", "Load 12345"));
+    }
+
+    #[test]
+    fn thousands_of_users_come_and_go() {
+        let d = Directory::default();
+        let users: Vec<Arc<User>> = (0..3000u32)
+            .map(|i| d.connect(&format!("user-{i}"), "n", id(0, i)))
+            .collect();
+        assert_eq!(d.users_online(), 3000);
+        for (i, u) in users.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+            d.disconnect(u, id(0, i as u32));
+        }
+        assert_eq!(d.users_online(), 2000);
+        for i in 0..3000u32 {
+            let name = format!("user-{i}");
+            let found = d.find_user(&name);
+            assert_eq!(found.is_some(), i % 3 != 0, "{name}");
+            let conns = d.connections_of(&name);
+            assert_eq!(conns, if i % 3 == 0 { vec![] } else { vec![id(0, i)] });
+        }
+        for (i, u) in users.iter().enumerate().filter(|(i, _)| i % 3 != 0) {
+            d.disconnect(u, id(0, i as u32));
+        }
+        assert_eq!(d.users_online(), 0);
+        assert!(d.users.iter().all(|s| lock(s).0.capacity() <= 16));
     }
 
     #[test]

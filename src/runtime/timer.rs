@@ -81,6 +81,7 @@ impl TimerWheel {
                 !due
             });
             self.entries -= before - slot.len();
+            shrink_emptied(slot);
             self.next_tick += 1;
             turns += 1;
         }
@@ -88,6 +89,15 @@ impl TimerWheel {
             // The loop stalled for more than a whole turn: every slot was visited.
             self.next_tick = self.next_tick.max(now_tick + 1);
         }
+    }
+
+    /// Heap bytes held by the slots (capacity, not just entries).
+    #[cfg(test)]
+    pub fn capacity_bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| s.capacity() * std::mem::size_of::<Expired>())
+            .sum()
     }
 
     /// How long the event loop may sleep before the next tick needs processing.
@@ -103,6 +113,22 @@ impl TimerWheel {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries
+    }
+}
+
+/// A slot keeps at most this many entries of capacity when it empties.
+const SLOT_KEEP: usize = 16;
+
+/// Gives back most of a slot's capacity once its entries have gone out: a
+/// burst of connections fills a few slots with thousands of entries each,
+/// and as the burst's timers move on (handshake, then authentication, then
+/// the token's expiry) every slot they passed through would otherwise keep
+/// its high-water capacity for good, 12 bytes per entry per slot. Shrinks
+/// only below a quarter of the capacity, so a slot that refills every turn
+/// does not reallocate every turn.
+fn shrink_emptied(slot: &mut Vec<Expired>) {
+    if slot.capacity() > SLOT_KEEP && slot.len() < slot.capacity() / 4 {
+        slot.shrink_to(slot.len().saturating_mul(2).max(SLOT_KEEP));
     }
 }
 
@@ -197,5 +223,31 @@ mod tests {
         let mut out = Vec::new();
         w.expire(50, &mut out);
         assert_eq!(w.timeout(50), Some(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn slots_give_back_a_burst_once_it_has_gone_out() {
+        let mut w = TimerWheel::new(10, 8, 0);
+        for k in 0..10_000u32 {
+            w.schedule(k, 0, 30);
+        }
+        assert!(w.capacity_bytes() >= 10_000 * std::mem::size_of::<Expired>());
+        let mut out = Vec::new();
+        w.expire(30, &mut out);
+        assert_eq!(out.len(), 10_000);
+        assert!(
+            w.capacity_bytes() <= 8 * SLOT_KEEP * std::mem::size_of::<Expired>(),
+            "an emptied slot keeps {} bytes",
+            w.capacity_bytes()
+        );
+        // Entries of a later turn in the same slot stay, and so does room for them.
+        for k in 0..1000u32 {
+            w.schedule(k, 1, 110);
+        }
+        w.schedule(5000, 1, 30 + 80 * 3);
+        out.clear();
+        w.expire(110, &mut out);
+        assert_eq!(out.len(), 1000);
+        assert_eq!(w.len(), 1);
     }
 }
