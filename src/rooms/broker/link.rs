@@ -637,16 +637,20 @@ impl Link {
                 join,
                 ..
             } => {
-                if delta >= 0 {
-                    self.wait_subscribed(subs_version);
-                }
+                let subscribed = delta < 0 || self.wait_subscribed(subs_version);
                 let a = items(v);
                 let (change, members) = match a {
                     [c, m] => (int(c), int(m).max(0) as u64),
                     _ => (0, 0),
                 };
                 if let Some(join) = join {
-                    self.recover(join, &room, members, &reply, &ack_fields);
+                    if subscribed {
+                        self.recover(join, &room, members, &reply, &ack_fields);
+                    } else {
+                        // Later messages might not reach this node: no
+                        // position is promised.
+                        self.join_failed(join);
+                    }
                 } else if ack {
                     let id = reply.id.as_ref().map(|i| i.as_id());
                     let out = self
@@ -734,7 +738,8 @@ impl Link {
     /// Waits (at most a second, and only while the subscription is up)
     /// until the subscriber has subscribed to the shards `version` needs, so
     /// a join's ack is never ahead of its room's subscription.
-    fn wait_subscribed(&self, version: u64) {
+    /// True when it is.
+    fn wait_subscribed(&self, version: u64) -> bool {
         let b = self.b();
         let deadline = Instant::now() + Duration::from_secs(1);
         while b.subs_applied.load(Ordering::Acquire) < version
@@ -743,6 +748,7 @@ impl Link {
         {
             std::thread::sleep(Duration::from_micros(50));
         }
+        b.subs_applied.load(Ordering::Acquire) >= version
     }
 
     fn who_reply(
