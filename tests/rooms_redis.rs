@@ -797,3 +797,56 @@ fn a_drained_nodes_clients_recover_on_the_others_without_gaps() {
     }
     p.join().expect("publisher");
 }
+
+#[test]
+fn the_admin_apis_publish_is_numbered_in_redis_like_the_members_messages() {
+    use std::io::{Read, Write};
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let token = "admin-token-for-the-redis-tests-0123456789";
+    let a = Node::start_with(
+        &redis.url(),
+        2,
+        &[
+            &format!("admin.listen={admin}"),
+            &format!("admin.token={token}"),
+        ],
+    );
+    let b = Node::start(&redis, 2);
+    let mut alice = a.user("alice");
+    let mut bob = b.user("bob");
+    alice.join("news");
+    bob.join("news");
+    alice.ack(json!({"type": "message", "room": "news", "data": "first"}));
+    let body = r#"{"data":"from ops"}"#;
+    let mut s = TcpStream::connect(admin).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /api/admin/rooms/news/publish HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let reply: Value =
+        serde_json::from_str(out.split_once("\r\n\r\n").expect("body").1).expect("JSON");
+    assert_eq!(reply["offset"], 2, "{reply}");
+    for c in [&mut alice, &mut bob] {
+        let m1 = c.recv_type("message");
+        let m2 = c.recv_type("message");
+        assert_eq!((&m1["data"], &m1["offset"]), (&json!("first"), &json!(1)));
+        assert_eq!(
+            (&m2["data"], &m2["offset"]),
+            (&json!("from ops"), &json!(2))
+        );
+        assert_eq!(
+            (&m2["admin"], &m2["epoch"]),
+            (&json!(true), &reply["epoch"])
+        );
+    }
+}

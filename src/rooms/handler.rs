@@ -478,6 +478,17 @@ impl RoomHandler {
             }
             return;
         }
+        if let Some(b) = &self.shared.broker {
+            if b.is_pending(conn.id(), room) {
+                // Its answer is on the way: counting it twice would leak.
+                return self.error(
+                    conn,
+                    id,
+                    ErrorCode::BadRequest,
+                    "a join of this room is already waiting for its answer",
+                );
+            }
+        }
         let cfg = &self.shared.cfg;
         if conn.rooms().count() >= cfg.max_rooms_per_connection {
             let msg = format!(

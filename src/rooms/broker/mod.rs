@@ -18,9 +18,14 @@
 //!   from another node is filtered on receipt (no local member: dropped),
 //!   then framed once and fanned out by the engine ([`ServerHandle::publish`]).
 //!
-//! A node's own messages never come back to it: they were fanned out
-//! locally when published. Nothing that could not cross is lost silently:
-//! rooms affected by an outage get a [`gap`](GAP_EVENT) event on every node.
+//! Room messages are numbered in Redis (the `MESSAGE` script: offset
+//! counter, the room's stream, PUBLISH in one step) and come back to every
+//! node, the sender's included, in offset order; a join's position and
+//! recovery come through the node's own channel in order with them (see
+//! [`Pending`]). A node's other events (`user_joined`, `typing`, ...) were
+//! fanned out locally and never come back to it. Nothing that could not
+//! cross is lost silently: rooms affected by an outage get a
+//! [`gap`](GAP_EVENT) event on every node.
 
 mod link;
 mod scripts;
@@ -577,6 +582,13 @@ impl Broker {
             .store(cfg.ttl_secs.saturating_mul(1000), Ordering::Relaxed);
         self.max_recover
             .store(cfg.size.max(cfg.max_limit), Ordering::Relaxed);
+    }
+
+    /// True while a join of `room` by `conn` waits for Redis.
+    pub(crate) fn is_pending(&self, conn: ConnId, room: &str) -> bool {
+        lock(&self.pending)
+            .values()
+            .any(|p| p.conn == conn && &*p.room == room)
     }
 
     /// Takes a pending join (once: the connection's worker calls it).
