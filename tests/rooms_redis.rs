@@ -388,8 +388,10 @@ fn redis_down_is_reported_never_silent_and_service_resumes() {
         c.join("live");
     }
     alice.send(json!({"type": "message", "room": "live", "data": "before"}));
-    assert_eq!(bob.recv_type("message")["data"], "before");
+    let before = bob.recv_type("message");
+    assert_eq!(before["data"], "before");
     assert_eq!(alice.recv_type("message")["data"], "before");
+    let old_epoch = before["epoch"].clone();
 
     redis.kill();
     assert!(
@@ -398,17 +400,17 @@ fn redis_down_is_reported_never_silent_and_service_resumes() {
     );
     let (_, reason) = nodes[0].health();
     assert!(reason.contains("broker"), "a reason: {reason}");
-    // Local traffic still flows; what cannot cross is remembered.
+    // Room messages are numbered in Redis: without it they are refused,
+    // the sender told (never numbered on one node only, never a silent gap).
     for i in 0..5 {
-        alice.send(json!({"type": "message", "room": "live", "data": i}));
-    }
-    for i in 0..5 {
-        assert_eq!(
-            alice.recv_type("message")["data"],
-            i,
-            "local delivery goes on"
+        alice.error(
+            json!({"type": "message", "room": "live", "data": i}),
+            "internal",
         );
     }
+    // Other requests are still answered, from this node's own state.
+    let (count, _) = who_all(&mut alice, "live", 10);
+    assert_eq!(count, 1, "who from local state while Redis is down");
     let m = nodes[0].rooms.metrics();
     assert!(m.contains("edgews_broker_up 0"), "{m}");
 
@@ -427,12 +429,23 @@ fn redis_down_is_reported_never_silent_and_service_resumes() {
     }
     // And the service resumes, presence resynced into the new Redis.
     alice.send(json!({"type": "message", "room": "live", "data": "after"}));
+    let after = bob.recv_match("after", |v| v["data"] == "after");
+    assert_eq!(after["from"]["id"], "alice");
+    // Redis came back empty: the room's history is gone, so its epoch
+    // changed and recovery from before is refused, never a silent hole.
+    assert_ne!(after["epoch"], old_epoch, "{after}");
+    assert_eq!(after["offset"], 1, "{after}");
+    let mut dave = nodes[2].user("dave");
+    let j = dave.ack(json!({"type": "join", "room": "live",
+        "since": {"epoch": old_epoch, "offset": 1}}));
     assert_eq!(
-        bob.recv_match("after", |v| v["data"] == "after")["from"]["id"],
-        "alice"
+        (&j["recovered"], &j["reason"]),
+        (&json!(false), &json!("epoch_changed")),
+        "{j}"
     );
+    assert_eq!(j["epoch"], after["epoch"], "{j}");
     let (count, members) = who_all(&mut carol, "live", 10);
-    assert_eq!(count, 3, "{members:?} {}", redis.cmd(&["KEYS", "*"]));
+    assert_eq!(count, 4, "{members:?} {}", redis.cmd(&["KEYS", "*"]));
     let m = nodes[0].rooms.metrics();
     assert!(m.contains("edgews_broker_up 1"), "{m}");
     let reconnects = m
@@ -650,32 +663,190 @@ fn the_per_user_connection_limit_counts_every_node() {
     again.assert_quiet();
 }
 
+/// Reads `c`'s socket until `until` returns true for the offsets so far (or
+/// the connection ends): the offsets of `room`'s messages, in arrival order.
+fn offsets_until(c: &mut Client, room: &str, mut until: impl FnMut(&[u64]) -> bool) -> Vec<u64> {
+    let mut got = Vec::new();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !until(&got) && Instant::now() < end {
+        match c.ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                let v: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                if v["type"] == "message" && v["room"] == room {
+                    got.push(v["offset"].as_u64().expect("offset"));
+                }
+            }
+            Ok(tungstenite::Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    got
+}
+
+/// Publishes `n` messages to `room` from a user of `node`, a few at a time.
+fn publisher(node: &Node, sub: &str, room: &str, n: usize) -> std::thread::JoinHandle<()> {
+    let mut c = node.user(sub);
+    c.join(room);
+    let room = room.to_owned();
+    std::thread::spawn(move || {
+        for i in 0..n {
+            c.send(json!({"type": "message", "room": room, "data": i, "exclude_self": true}));
+            if i % 10 == 9 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        // Every message was numbered (the ping follows them through Redis).
+        c.fence();
+    })
+}
+
+/// `a` then `b` hold every offset in 1..=n exactly once, in order.
+fn exactly_once(a: &[u64], b: &[u64], n: u64) {
+    let all: Vec<u64> = a.iter().chain(b).copied().collect();
+    let want: Vec<u64> = (1..=n).collect();
+    assert_eq!(all, want, "before the reconnect {a:?}, after {b:?}");
+}
+
 #[test]
-fn recovery_is_refused_never_partial_until_history_lives_in_redis() {
-    let Some((_redis, nodes)) = start(2) else {
+fn recovery_on_another_node_under_concurrent_publishing_is_exactly_once_in_order() {
+    let Some(redis) = Redis::start() else {
         return;
     };
-    let mut alice = nodes[0].user("alice");
-    let j = alice.ack(json!({"type": "join", "room": "hist"}));
-    assert!(j["epoch"].is_string() && j["offset"].is_u64(), "{j}");
+    // Keeps every message of the run, however late the reconnect.
+    let nodes: Vec<Node> = (0..3)
+        .map(|_| Node::start_with(&redis.url(), 2, &["history.size=1000"]))
+        .collect();
+    let mut bob = nodes[1].user("bob");
+    let j = bob.ack(json!({"type": "join", "room": "rec"}));
+    assert_eq!(j["offset"], 0, "{j}");
     let epoch = j["epoch"].clone();
-    for i in 0..3 {
-        alice.ack(json!({"type": "message", "room": "hist", "data": i}));
+    assert!(epoch.is_string(), "{j}");
+    // Two publishers on two nodes: one counter per room in Redis.
+    let per = 200;
+    let total = 2 * per as u64;
+    let p1 = publisher(&nodes[0], "alice", "rec", per);
+    let p2 = publisher(&nodes[2], "dave", "rec", per);
+    let first = offsets_until(&mut bob, "rec", |o| o.len() >= 60);
+    assert_eq!(first.len(), 60, "bob gets messages before he drops");
+    drop(bob);
+    // Back on another node while both keep publishing.
+    let mut again = nodes[2].user("bob");
+    let j = again.ack(json!({"type": "join", "room": "rec",
+        "since": {"epoch": epoch, "offset": first.last().unwrap()}}));
+    assert_eq!(j["recovered"], true, "{j}");
+    assert_eq!(j["epoch"], epoch, "{j}");
+    let missed = j["missed"].as_u64().expect("missed");
+    assert_eq!(j["offset"].as_u64(), Some(60 + missed), "{j}");
+    p1.join().expect("publisher");
+    p2.join().expect("publisher");
+    let second = offsets_until(&mut again, "rec", |o| o.last() == Some(&total));
+    exactly_once(&first, &second, total);
+    // `history` reads the same stream on any node.
+    let mut carol = nodes[0].user("carol");
+    carol.join("rec");
+    let h = carol.ack(json!({"type": "history", "room": "rec", "since": 390, "limit": 5}));
+    let got: Vec<u64> = h["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["offset"].as_u64().expect("offset"))
+        .collect();
+    assert_eq!(got, vec![391, 392, 393, 394, 395], "{h}");
+    assert_eq!(
+        (&h["offset"], &h["epoch"], &h["next"]),
+        (&json!(total), &epoch, &json!(395)),
+        "{h}"
+    );
+}
+
+#[test]
+fn a_drained_nodes_clients_recover_on_the_others_without_gaps() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    // Kept long enough for the last of the clients read one after the other.
+    let keep = ["history.size=1000"];
+    let a = Node::start_with(&redis.url(), 1, &keep);
+    let b = Node::start_with(&redis.url(), 1, &keep);
+    let c = Node::start_with(&redis.url(), 1, &keep);
+    let mut clients: Vec<(Client, Value)> = (0..4)
+        .map(|i| {
+            let mut cl = a.user(&format!("u{i}"));
+            let j = cl.ack(json!({"type": "join", "room": "hall"}));
+            assert_eq!(j["offset"], 0, "{j}");
+            (cl, j["epoch"].clone())
+        })
+        .collect();
+    let total = 300;
+    let p = publisher(&b, "pub", "hall", total);
+    std::thread::sleep(Duration::from_millis(100));
+    a.signal("TERM");
+    for (i, (cl, epoch)) in clients.iter_mut().enumerate() {
+        // Until node a closes the connection (drain window: 1 s).
+        let first = offsets_until(cl, "hall", |_| false);
+        let node = if i % 2 == 0 { &b } else { &c };
+        let mut again = node.user(&format!("u{i}"));
+        let last = first.last().copied().unwrap_or(0);
+        let j = again.ack(json!({"type": "join", "room": "hall",
+            "since": {"epoch": epoch, "offset": last}}));
+        assert_eq!(j["recovered"], true, "{j}");
+        let second = offsets_until(&mut again, "hall", |o| {
+            o.last() == Some(&(total as u64)) || (last == total as u64 && o.is_empty())
+        });
+        exactly_once(&first, &second, total as u64);
     }
-    // Node 1's history has none of node 0's messages: recovering from it
-    // would leave a silent gap, so it is refused, on either node.
-    for node in &nodes {
-        let mut bob = node.user("bob");
-        let j = bob
-            .ack(json!({"type": "join", "room": "hist", "since": {"epoch": epoch, "offset": 0}}));
+    p.join().expect("publisher");
+}
+
+#[test]
+fn the_admin_apis_publish_is_numbered_in_redis_like_the_members_messages() {
+    use std::io::{Read, Write};
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let token = "admin-token-for-the-redis-tests-0123456789";
+    let a = Node::start_with(
+        &redis.url(),
+        2,
+        &[
+            &format!("admin.listen={admin}"),
+            &format!("admin.token={token}"),
+        ],
+    );
+    let b = Node::start(&redis, 2);
+    let mut alice = a.user("alice");
+    let mut bob = b.user("bob");
+    alice.join("news");
+    bob.join("news");
+    alice.ack(json!({"type": "message", "room": "news", "data": "first"}));
+    let body = r#"{"data":"from ops"}"#;
+    let mut s = TcpStream::connect(admin).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /api/admin/rooms/news/publish HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let reply: Value =
+        serde_json::from_str(out.split_once("\r\n\r\n").expect("body").1).expect("JSON");
+    assert_eq!(reply["offset"], 2, "{reply}");
+    for c in [&mut alice, &mut bob] {
+        let m1 = c.recv_type("message");
+        let m2 = c.recv_type("message");
+        assert_eq!((&m1["data"], &m1["offset"]), (&json!("first"), &json!(1)));
         assert_eq!(
-            (&j["recovered"], &j["reason"]),
-            (&json!(false), &json!("history_disabled")),
-            "{j}"
+            (&m2["data"], &m2["offset"]),
+            (&json!("from ops"), &json!(2))
         );
-        bob.error(
-            json!({"type": "history", "room": "hist"}),
-            "history_unavailable",
+        assert_eq!(
+            (&m2["admin"], &m2["epoch"]),
+            (&json!(true), &reply["epoch"])
         );
     }
 }

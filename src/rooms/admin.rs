@@ -604,12 +604,50 @@ impl AdminApi {
         let from = Directory::detached(ADMIN_SENDER_ID, &name);
         let json = data.to_string();
         let shared = self.shared.clone();
-        // With a broker the message goes to the other nodes' members too.
-        let mut to_broker = |text: &str| {
-            if let Some(b) = &shared.broker {
-                b.publish(room, text);
-            }
-        };
+        if let Some(b) = &shared.broker {
+            // Numbered in Redis and fanned out by every node, this one too.
+            let mut out = super::wire::Out::default();
+            let ev = out
+                .start("message", None)
+                .str("room", room)
+                .user("from", from.id(), from.name())
+                .raw("data", &json)
+                .num("ts", ts)
+                .finish();
+            let pre = format!("{},\"offset\":", &ev[..ev.len() - 1]);
+            let wait = std::time::Duration::from_secs(5);
+            let Some((offset, epoch)) = b.message_wait(room, pre, ",\"admin\":true}", ts, wait)
+            else {
+                return fail(
+                    503,
+                    ErrorCode::Internal,
+                    "Redis is unavailable: the message was not published",
+                );
+            };
+            let members = self.shared.dir.room(room).map_or(0, |r| r.count());
+            tracing::info!(
+                target: "edgews::audit",
+                actor = "admin-api",
+                action = "publish",
+                room,
+                target = "",
+                members,
+                offset,
+                outcome = "ok",
+                "admin publish"
+            );
+            return reply(
+                200,
+                &json!({
+                    "room": room,
+                    "members": members,
+                    "ts": ts,
+                    "offset": offset,
+                    "epoch": epoch,
+                }),
+            );
+        }
+        let mut to_broker = |_: &str| {};
         let pos = match publish_message_then(
             &self.shared.history,
             Origin::Admin(handle),

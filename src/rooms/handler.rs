@@ -227,6 +227,30 @@ impl RoomHandler {
                     return;
                 }
                 let ts = unix_ms();
+                if let Some(b) = &self.shared.broker {
+                    // Numbered in Redis and fanned out by every node (this
+                    // one too) in offset order: see `rooms::broker::Pending`.
+                    let ev = self
+                        .out
+                        .start("message", None)
+                        .str("room", room)
+                        .user("from", user.id(), user.name())
+                        .value("data", data)
+                        .num("ts", ts)
+                        .finish();
+                    let pre = format!("{},\"offset\":", &ev[..ev.len() - 1]);
+                    let exclude = exclude_self.then(|| conn.id());
+                    if !b.message(room, pre, "}", exclude, conn.id(), id, ts) {
+                        return self.error(
+                            conn,
+                            id,
+                            ErrorCode::Internal,
+                            "too many operations wait for Redis: the message was not sent",
+                        );
+                    }
+                    self.metrics().room_messages.inc();
+                    return;
+                }
                 let shared = self.shared.clone();
                 // With a broker the same event goes to the other nodes, from
                 // under the room's ordering lock.
@@ -440,8 +464,10 @@ impl RoomHandler {
             // Already in: the same answer again, no event, no recovery.
             let pos = self.shared.history.store().position(room).ok();
             if let Some(b) = &self.shared.broker {
+                // The position lives in Redis: a client has it from its
+                // first join's ack and from every message.
                 let user = conn.data().user.clone().expect("authenticated");
-                let extra = join_ack_fields(pos.as_ref(), None);
+                let extra = Vec::new();
                 if b.member_with(room, &user, 0, conn.id(), id, true, extra) {
                     return;
                 }
@@ -451,6 +477,17 @@ impl RoomHandler {
                 None => self.ack_members(conn, id, room, r.count() as u64),
             }
             return;
+        }
+        if let Some(b) = &self.shared.broker {
+            if b.is_pending(conn.id(), room) {
+                // Its answer is on the way: counting it twice would leak.
+                return self.error(
+                    conn,
+                    id,
+                    ErrorCode::BadRequest,
+                    "a join of this room is already waiting for its answer",
+                );
+            }
         }
         let cfg = &self.shared.cfg;
         if conn.rooms().count() >= cfg.max_rooms_per_connection {
@@ -479,6 +516,27 @@ impl RoomHandler {
                 return self.error(conn, id, code, &msg);
             }
         };
+        if let Some(b) = &self.shared.broker {
+            // Position, ack and recovery come from Redis through this
+            // node's subscription, in order with the room's messages; the
+            // connection joins the engine's room then (`recovered`).
+            let since = since.map(|s| (s.epoch.to_owned(), s.offset));
+            let asked = since.is_some();
+            if b.join(room, &user, conn.id(), id, since) {
+                return;
+            }
+            conn.subscribe_in_order(room);
+            let out = self
+                .out
+                .start("ack", id)
+                .str("room", room)
+                .num("members", joined.members as u64);
+            if asked {
+                out.bool("recovered", false).str("reason", "unavailable");
+            }
+            conn.send_text(out.finish());
+            return;
+        }
         // Under the room's ordering lock: no message of this room is numbered
         // between reading the position and joining at it (see `history`).
         let shared = self.shared.clone();
@@ -541,6 +599,64 @@ impl RoomHandler {
             }
             self.metrics().recoveries.inc();
         }
+    }
+
+    /// A join's answer from Redis (see `rooms::broker::Pending`): the ack
+    /// with the room's position (and recovery), the missed messages, then
+    /// the connection joins the engine's room, before any later message.
+    /// `payload`: `join\nstatus\nepoch\noffset[\nevent]*`.
+    fn joined_from_redis(&mut self, conn: &mut C<'_, '_>, payload: &[u8]) {
+        let shared = self.shared.clone();
+        let Some(b) = shared.broker.as_ref() else {
+            return;
+        };
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return;
+        };
+        let mut lines = text.split('\n');
+        let Some(join) = lines.next().and_then(|j| j.parse::<u64>().ok()) else {
+            return;
+        };
+        let Some(p) = b.take_pending(join) else {
+            return;
+        };
+        let status = lines.next().unwrap_or("unavailable");
+        let epoch = lines.next().unwrap_or("");
+        let offset: u64 = lines.next().and_then(|o| o.parse().ok()).unwrap_or(0);
+        let mut missed: Vec<&str> = lines.collect();
+        let mut status = status;
+        let bytes: usize = missed.iter().map(|e| e.len() + 14).sum();
+        if bytes > self.shared.cfg.max_queued_bytes / 2 {
+            status = "too_old";
+            missed.clear();
+        }
+        let local = self.shared.dir.room(&p.room).map_or(0, |r| r.count()) as u64;
+        let id = p.id.as_ref().map(|i| i.as_id());
+        let out = self
+            .out
+            .start("ack", id)
+            .str("room", &p.room)
+            .num("members", p.members.unwrap_or(local));
+        if status != "unavailable" {
+            out.str("epoch", epoch).num("offset", offset);
+        }
+        let recovered = p.since && status == "ok";
+        if p.since {
+            if recovered {
+                out.bool("recovered", true)
+                    .num("missed", missed.len() as u64);
+            } else {
+                out.bool("recovered", false).str("reason", status);
+            }
+        }
+        conn.send_text(out.finish());
+        if recovered {
+            for e in &missed {
+                conn.send_text(e);
+            }
+            self.metrics().recoveries.inc();
+        }
+        conn.subscribe(&p.room);
     }
 
     /// What a `join` with `since` can recover, decided under the room's lock.
@@ -623,16 +739,20 @@ impl RoomHandler {
         if !conn.is_member(room) {
             return self.not_in_room(conn, id, room);
         }
-        if self.shared.broker.is_some() {
-            return self.error(
-                conn,
-                id,
-                ErrorCode::HistoryUnavailable,
-                "history is per node with broker = \"redis\" (history in Redis is not built yet)",
-            );
-        }
         let cfg = &self.shared.cfg.history;
         let limit = limit.unwrap_or(cfg.default_limit).min(cfg.max_limit).max(1);
+        if let Some(b) = &self.shared.broker {
+            // From the room's stream in Redis; the ack follows from the link.
+            if !b.history(room, since.unwrap_or(0), limit, conn.id(), id) {
+                self.error(
+                    conn,
+                    id,
+                    ErrorCode::HistoryUnavailable,
+                    "too many operations wait for Redis: history cannot be read now",
+                );
+            }
+            return;
+        }
         let slice =
             match self
                 .shared
@@ -922,7 +1042,10 @@ impl Handler for RoomHandler {
     }
 
     fn on_notify(&mut self, conn: &mut Conn<'_, Session>, payload: &[u8]) {
-        self.notice(conn, payload);
+        match payload.split_first() {
+            Some((b'R', rest)) => self.joined_from_redis(conn, rest),
+            _ => self.notice(conn, payload),
+        }
     }
 
     fn on_close(&mut self, conn: &mut Conn<'_, Session>, _close: CloseInfo<'_>) {
@@ -936,6 +1059,15 @@ impl Handler for RoomHandler {
             .collect();
         for room in &rooms {
             self.left(conn, room);
+        }
+        if let Some(b) = &self.shared.broker {
+            // Joins still waiting for Redis: never in the engine's room.
+            for p in b.take_pending_of(conn.id()) {
+                if let Some(r) = self.shared.dir.room(&p.room) {
+                    self.shared.dir.leave(&user, &r);
+                    b.member(&p.room, &user, -1, conn.id(), None, false);
+                }
+            }
         }
         self.shared.dir.disconnect(&user, conn.id());
         if let Some(b) = &self.shared.broker {

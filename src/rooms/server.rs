@@ -89,8 +89,11 @@ impl RoomServer {
             handle: OnceLock::new(),
             dev_tokens: AtomicBool::new(false),
             started: Instant::now(),
-            broker: (cfg.broker == BrokerKind::Redis)
-                .then(|| super::broker::Broker::new(cfg.redis.clone())),
+            broker: (cfg.broker == BrokerKind::Redis).then(|| {
+                let b = super::broker::Broker::new(cfg.redis.clone());
+                b.set_history(&cfg.history);
+                b
+            }),
             cfg,
         });
         let engine = engine.app_status(Some(Arc::new(RoomStatus(shared.clone()))));

@@ -15,7 +15,7 @@ use super::super::codes::{ErrorCode, CLOSE_TOO_MANY_CONNECTIONS};
 use super::super::directory::{Status, User};
 use super::super::server::Shared;
 use super::super::wire::{self, Out};
-use super::{lock, scripts, Broker, Names, Op, Reply, GAP_EVENT};
+use super::{lock, scripts, Broker, MessageReply, Names, Op, Reply, GAP_EVENT};
 
 /// Most operations in one pipeline.
 const MAX_BATCH: usize = 1024;
@@ -62,6 +62,9 @@ struct Scripts {
     status: redis::Script,
     private: redis::Script,
     cleanup: redis::Script,
+    message: redis::Script,
+    recover: redis::Script,
+    history: redis::Script,
 }
 
 impl Scripts {
@@ -73,10 +76,13 @@ impl Scripts {
             status: redis::Script::new(scripts::STATUS),
             private: redis::Script::new(scripts::PRIVATE),
             cleanup: redis::Script::new(scripts::CLEANUP),
+            message: redis::Script::new(scripts::MESSAGE),
+            recover: redis::Script::new(scripts::RECOVER),
+            history: redis::Script::new(scripts::HISTORY),
         }
     }
 
-    fn all(&self) -> [&'static str; 6] {
+    fn all(&self) -> [&'static str; 9] {
         [
             scripts::CONNECT,
             scripts::MEMBER,
@@ -84,6 +90,9 @@ impl Scripts {
             scripts::STATUS,
             scripts::PRIVATE,
             scripts::CLEANUP,
+            scripts::MESSAGE,
+            scripts::RECOVER,
+            scripts::HISTORY,
         ]
     }
 }
@@ -358,6 +367,53 @@ impl Link {
                         .arg(shard)
                         .arg(payload(&names.node, 'r', room, text));
                 }
+                Op::Message {
+                    room,
+                    pre,
+                    post,
+                    exclude,
+                    ..
+                } => {
+                    let mut head = payload(&names.node, 'm', room, "");
+                    if let Some(c) = exclude {
+                        head.extend_from_slice(
+                            format!("{}.{}.{}", c.worker, c.key, c.gen).as_bytes(),
+                        );
+                    }
+                    head.push(b'\n');
+                    let (size, ttl) = history_limits(b);
+                    eval(
+                        &mut pipe,
+                        &self.scripts.message,
+                        &[
+                            &names.key("rh", room),
+                            &names.key("rs", room),
+                            &names.room_shard(names.shard(room)),
+                        ],
+                        &[
+                            new_epoch().as_bytes(),
+                            pre.as_bytes(),
+                            post.as_bytes(),
+                            &head,
+                            size.to_string().as_bytes(),
+                            ttl.to_string().as_bytes(),
+                        ],
+                    );
+                }
+                Op::History {
+                    room, after, limit, ..
+                } => {
+                    eval(
+                        &mut pipe,
+                        &self.scripts.history,
+                        &[&names.key("rh", room), &names.key("rs", room)],
+                        &[
+                            new_epoch().as_bytes(),
+                            after.to_string().as_bytes(),
+                            (limit + 1).to_string().as_bytes(),
+                        ],
+                    );
+                }
                 Op::Private { to, text, .. } => {
                     let uc = names.key("uc", "");
                     let ch = names.user_shard(names.shard(to));
@@ -496,6 +552,70 @@ impl Link {
     fn done(&mut self, op: Op, v: &Value, events: &mut Vec<(Box<str>, String)>) {
         match op {
             Op::Publish { .. } => self.b().stats.published.inc(),
+            Op::Message {
+                room, reply, ts, ..
+            } => {
+                self.b().stats.published.inc();
+                let (offset, epoch) = match items(v) {
+                    [o, e] => (int(o).max(0) as u64, text(e).unwrap_or("")),
+                    _ => return self.message_failed(reply, v),
+                };
+                let reply = match reply {
+                    MessageReply::Conn(r) => r,
+                    MessageReply::Wait(tx) => {
+                        let _ = tx.send(Some((offset, epoch.to_owned())));
+                        return;
+                    }
+                };
+                if let Some(id) = reply.id.as_ref().map(|i| i.as_id()) {
+                    let t = self
+                        .out
+                        .start("ack", Some(id))
+                        .str("room", &room)
+                        .num("ts", ts)
+                        .num("offset", offset)
+                        .str("epoch", epoch)
+                        .finish()
+                        .to_owned();
+                    self.send(reply.conn, &t);
+                }
+            }
+            Op::History {
+                room, limit, reply, ..
+            } => {
+                let [epoch, offset, oldest, events] = items(v) else {
+                    return self.history_failed(&reply);
+                };
+                let events = items(events);
+                let more = events.len() > limit;
+                let page = &events[..events.len().min(limit)];
+                let mut messages = String::from("[");
+                let mut last = None;
+                for (i, e) in page.iter().enumerate() {
+                    if i > 0 {
+                        messages.push(',');
+                    }
+                    let t = text(e).unwrap_or("null");
+                    messages.push_str(t);
+                    last = event_offset(t);
+                }
+                messages.push(']');
+                let id = reply.id.as_ref().map(|i| i.as_id());
+                let out = self
+                    .out
+                    .start("ack", id)
+                    .str("room", &room)
+                    .str("epoch", text(epoch).unwrap_or(""))
+                    .num("offset", int(offset).max(0) as u64)
+                    .num("oldest", int(oldest).max(0) as u64)
+                    .raw("messages", &messages);
+                match last.filter(|_| more) {
+                    Some(n) => out.num("next", n),
+                    None => out.raw("next", "null"),
+                };
+                let t = out.finish().to_owned();
+                self.send(reply.conn, &t);
+            }
             Op::Private {
                 to,
                 reply,
@@ -514,17 +634,24 @@ impl Link {
                 ack,
                 ack_fields,
                 subs_version,
+                join,
                 ..
             } => {
-                if delta >= 0 {
-                    self.wait_subscribed(subs_version);
-                }
+                let subscribed = delta < 0 || self.wait_subscribed(subs_version);
                 let a = items(v);
                 let (change, members) = match a {
                     [c, m] => (int(c), int(m).max(0) as u64),
                     _ => (0, 0),
                 };
-                if ack {
+                if let Some(join) = join {
+                    if subscribed {
+                        self.recover(join, &room, members, &reply, &ack_fields);
+                    } else {
+                        // Later messages might not reach this node: no
+                        // position is promised.
+                        self.join_failed(join);
+                    }
+                } else if ack {
                     let id = reply.id.as_ref().map(|i| i.as_id());
                     let out = self
                         .out
@@ -611,7 +738,8 @@ impl Link {
     /// Waits (at most a second, and only while the subscription is up)
     /// until the subscriber has subscribed to the shards `version` needs, so
     /// a join's ack is never ahead of its room's subscription.
-    fn wait_subscribed(&self, version: u64) {
+    /// True when it is.
+    fn wait_subscribed(&self, version: u64) -> bool {
         let b = self.b();
         let deadline = Instant::now() + Duration::from_secs(1);
         while b.subs_applied.load(Ordering::Acquire) < version
@@ -620,6 +748,7 @@ impl Link {
         {
             std::thread::sleep(Duration::from_micros(50));
         }
+        b.subs_applied.load(Ordering::Acquire) >= version
     }
 
     fn who_reply(
@@ -695,6 +824,11 @@ impl Link {
         self.b().stats.publish_failures.inc();
         match op {
             Op::Publish { room, .. } => self.b().lost_room(&room),
+            Op::Message { reply, .. } => self.message_failed(reply, &Value::Nil),
+            Op::History { reply, .. } => self.history_failed(&reply),
+            Op::Member {
+                join: Some(join), ..
+            } => self.join_failed(join),
             Op::Private {
                 to,
                 reply,
@@ -730,6 +864,102 @@ impl Link {
             } => self.who_local(&room, cursor.as_deref(), limit, &reply),
             Op::Member { .. } | Op::Connect { .. } | Op::Status { .. } | Op::Wake => {}
         }
+    }
+
+    /// The cluster's member count goes to the join's [`Pending`]; the
+    /// RECOVER script publishes the position and the missed messages to
+    /// this node's channel, where the subscriber picks them up in order.
+    fn recover(
+        &mut self,
+        join: u64,
+        room: &str,
+        members: u64,
+        reply: &Reply,
+        fields: &[(&'static str, String)],
+    ) {
+        let _ = reply;
+        {
+            let mut p = lock(&self.b().pending);
+            match p.get_mut(&join) {
+                Some(pending) => pending.members = Some(members),
+                // The connection closed, or the subscription failed meanwhile.
+                None => return,
+            }
+        }
+        let b = self.b();
+        let names = b.names.clone();
+        let (_, ttl) = history_limits(b);
+        let max = b.max_recover.load(Ordering::Relaxed);
+        let since_epoch = fields
+            .iter()
+            .find(|f| f.0 == "since_epoch")
+            .map_or("", |f| f.1.as_str());
+        let since_offset = fields
+            .iter()
+            .find(|f| f.0 == "since_offset")
+            .map_or("0", |f| f.1.as_str());
+        let head = payload(&names.node, 'j', &join.to_string(), "");
+        let mut pipe = redis::pipe();
+        eval(
+            &mut pipe,
+            &self.scripts.recover,
+            &[
+                &names.key("rh", room),
+                &names.key("rs", room),
+                &names.node_channel(),
+            ],
+            &[
+                new_epoch().as_bytes(),
+                since_epoch.as_bytes(),
+                since_offset.as_bytes(),
+                max.to_string().as_bytes(),
+                &head,
+                ttl.to_string().as_bytes(),
+            ],
+        );
+        if self.query(&pipe).is_none() {
+            self.join_failed(join);
+        }
+    }
+
+    /// A pending join Redis could not answer: the connection joins with
+    /// `recovered: false` (`unavailable`) when it asked for recovery.
+    fn join_failed(&mut self, join: u64) {
+        join_failed(&self.shared, join);
+    }
+
+    fn message_failed(&mut self, reply: MessageReply, v: &Value) {
+        if let Value::ServerError(e) = v {
+            tracing::error!(error = ?e, "broker: the message script failed");
+        }
+        let reply = match reply {
+            MessageReply::Conn(r) => r,
+            MessageReply::Wait(tx) => {
+                let _ = tx.send(None);
+                return;
+            }
+        };
+        let id = reply.id.as_ref().map(|i| i.as_id());
+        let t = wire::error(
+            &mut self.out,
+            id,
+            ErrorCode::Internal,
+            "Redis is unavailable: the message was not sent",
+        )
+        .to_owned();
+        self.send(reply.conn, &t);
+    }
+
+    fn history_failed(&mut self, reply: &Reply) {
+        let id = reply.id.as_ref().map(|i| i.as_id());
+        let t = wire::error(
+            &mut self.out,
+            id,
+            ErrorCode::HistoryUnavailable,
+            "Redis is unavailable: the room's history cannot be read",
+        )
+        .to_owned();
+        self.send(reply.conn, &t);
     }
 
     /// Heartbeat, probe, wedge check, dead-node reaping; resync when needed.
@@ -1033,6 +1263,39 @@ impl Link {
     }
 }
 
+/// The history kept per room in Redis: (messages, ttl ms).
+fn history_limits(b: &Broker) -> (usize, u64) {
+    (
+        b.history_size.load(Ordering::Relaxed),
+        b.history_ttl_ms.load(Ordering::Relaxed),
+    )
+}
+
+/// A fresh epoch for a room Redis does not know (yet, or any more).
+fn new_epoch() -> String {
+    format!("{:016x}", super::super::history::random_u64(0x5eed))
+}
+
+/// The `offset` of a stored `message` event.
+fn event_offset(event: &str) -> Option<u64> {
+    let at = event.rfind("\"offset\":")? + 9;
+    let digits: String = event[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Tells a pending join's connection that Redis could not answer it.
+fn join_failed(shared: &Shared, join: u64) {
+    let Some(conn) = lock(&broker(shared).pending).get(&join).map(|p| p.conn) else {
+        return;
+    };
+    if let Some(h) = handle(shared) {
+        h.notify(conn, format!("R{join}\nunavailable\n\n0").as_bytes());
+    }
+}
+
 /// A close reason cut to fit a close frame (123 bytes).
 fn clip(s: &str) -> &str {
     let mut end = s.len().min(120);
@@ -1063,6 +1326,15 @@ fn local_gaps(shared: &Shared) {
         h.publish(room, Message::Text(&text));
     }
     broker(shared).stats.gaps.add(rooms.len() as u64);
+}
+
+/// A connection id as written by the link (`worker.key.gen`).
+fn parse_conn(s: &str) -> Option<ConnId> {
+    let mut it = s.split('.');
+    let worker = it.next()?.parse().ok()?;
+    let key = it.next()?.parse().ok()?;
+    let gen = it.next()?.parse().ok()?;
+    Some(ConnId { worker, key, gen })
 }
 
 /// The subscriber thread: see the module doc of `rooms::broker`.
@@ -1155,6 +1427,33 @@ pub(super) fn run_subscriber(shared: Arc<Shared>) {
                     version = v;
                     b.subs_applied.store(version, Ordering::Release);
                 }
+                b'j' if origin == names.node => {
+                    let Ok(join) = target.parse::<u64>() else {
+                        continue;
+                    };
+                    let conn = lock(&b.pending).get(&join).map(|p| p.conn);
+                    if let (Some(conn), Some(h)) = (conn, handle(&shared)) {
+                        let mut n = format!("R{join}\n").into_bytes();
+                        n.extend_from_slice(text.as_bytes());
+                        h.notify(conn, &n);
+                    }
+                }
+                b'm' => {
+                    let Some((exclude, event)) = text.split_once('\n') else {
+                        continue;
+                    };
+                    // A connection id means something on its own node only.
+                    let exclude = (origin == names.node)
+                        .then(|| parse_conn(exclude))
+                        .flatten();
+                    match handle(&shared) {
+                        Some(h) if shared.dir.room(target).is_some() => {
+                            b.stats.received.inc();
+                            h.publish_except(target, Message::Text(event), exclude);
+                        }
+                        _ => b.stats.filtered.inc(),
+                    }
+                }
                 _ if origin == names.node => {}
                 b'r' => match handle(&shared) {
                     Some(h) if shared.dir.room(target).is_some() => {
@@ -1180,6 +1479,11 @@ pub(super) fn run_subscriber(shared: Arc<Shared>) {
             }
         }
         b.stats.sub_up.store(false, Ordering::Relaxed);
+        // Joins whose position may have been lost with the subscription.
+        let joins: Vec<u64> = lock(&b.pending).keys().copied().collect();
+        for join in joins {
+            join_failed(&shared, join);
+        }
         // Redis may have restarted empty: the link writes this node's
         // presence again.
         b.needs_resync.store(true, Ordering::Relaxed);

@@ -18,9 +18,14 @@
 //!   from another node is filtered on receipt (no local member: dropped),
 //!   then framed once and fanned out by the engine ([`ServerHandle::publish`]).
 //!
-//! A node's own messages never come back to it: they were fanned out
-//! locally when published. Nothing that could not cross is lost silently:
-//! rooms affected by an outage get a [`gap`](GAP_EVENT) event on every node.
+//! Room messages are numbered in Redis (the `MESSAGE` script: offset
+//! counter, the room's stream, PUBLISH in one step) and come back to every
+//! node, the sender's included, in offset order; a join's position and
+//! recovery come through the node's own channel in order with them (see
+//! [`Pending`]). A node's other events (`user_joined`, `typing`, ...) were
+//! fanned out locally and never come back to it. Nothing that could not
+//! cross is lost silently: rooms affected by an outage get a
+//! [`gap`](GAP_EVENT) event on every node.
 
 mod link;
 mod scripts;
@@ -59,7 +64,7 @@ impl OwnedId {
         })
     }
 
-    fn as_id(&self) -> Id<'_> {
+    pub(crate) fn as_id(&self) -> Id<'_> {
         match self {
             OwnedId::Int(n) => Id::Int(*n),
             OwnedId::Str(s) => Id::Str(s),
@@ -74,11 +79,41 @@ pub(crate) struct Reply {
     id: Option<OwnedId>,
 }
 
+/// Who hears a room message's offset and epoch (or that it failed).
+#[derive(Debug)]
+pub(crate) enum MessageReply {
+    /// The sending connection (an ack when the request had an id, else
+    /// only an error).
+    Conn(Reply),
+    /// A blocking thread (the admin API) waiting for `(offset, epoch)`;
+    /// `None`: not published.
+    Wait(std::sync::mpsc::Sender<Option<(u64, String)>>),
+}
+
 /// One operation for Redis.
 #[derive(Debug)]
 pub(crate) enum Op {
     /// A room event to the other nodes (already fanned out here).
     Publish { room: Box<str>, text: Box<str> },
+    /// A room message, numbered in Redis and published to every node (this
+    /// one included): `pre` + offset + `,"epoch":".."` + `post`.
+    Message {
+        room: Box<str>,
+        pre: String,
+        post: &'static str,
+        /// Left out of the fan-out (`exclude_self`).
+        exclude: Option<ConnId>,
+        reply: MessageReply,
+        /// The event's `ts`, repeated in the ack.
+        ts: u64,
+    },
+    /// A page of a room's history from its stream.
+    History {
+        room: Box<str>,
+        after: u64,
+        limit: usize,
+        reply: Reply,
+    },
     /// A private message to `to`'s connections on the other nodes.
     Private {
         to: Box<str>,
@@ -113,6 +148,9 @@ pub(crate) enum Op {
         /// The shard set this join needs subscribed before its ack (so the
         /// member hears every message published after the ack).
         subs_version: u64,
+        /// A new member: its ack, position and recovery come through the
+        /// node's own channel (see [`Pending`]), under this reference.
+        join: Option<u64>,
     },
     /// `user`'s status changed.
     Status { user: Arc<User>, status: Status },
@@ -249,6 +287,34 @@ pub struct Broker {
     /// then skips.
     pub(crate) seq: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Joins waiting for their position and recovery (see [`Pending`]).
+    pub(crate) pending: Mutex<HashMap<u64, Pending>>,
+    next_join: AtomicU64,
+    /// History kept in Redis per room: messages (0: none) and ms (0: no TTL).
+    pub(crate) history_size: AtomicUsize,
+    pub(crate) history_ttl_ms: AtomicU64,
+    /// Most messages one `join {since}` recovers.
+    pub(crate) max_recover: AtomicUsize,
+}
+
+/// A join on this node waiting for Redis: the subscriber hands the
+/// recovery read (published by the RECOVER script to this node's channel)
+/// to the connection with [`crate::runtime::ServerHandle::notify`], after
+/// every message numbered before the read and before every later one; the
+/// connection's worker then sends the ack and the missed messages and only
+/// then joins the engine's room. Exactly once, in order, on any node.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    /// The joining connection.
+    pub conn: ConnId,
+    /// The room.
+    pub room: Box<str>,
+    /// The join's request id, for the ack.
+    pub id: Option<OwnedId>,
+    /// The cluster's member count, once Redis answered it.
+    pub members: Option<u64>,
+    /// The join asked for recovery (`since`).
+    pub since: bool,
 }
 
 /// Most rooms remembered for `gap` events after an outage, before every
@@ -279,6 +345,11 @@ impl Broker {
             probe_seen_ms: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             threads: Mutex::default(),
+            pending: Mutex::default(),
+            next_join: AtomicU64::new(1),
+            history_size: AtomicUsize::new(100),
+            history_ttl_ms: AtomicU64::new(3_600_000),
+            max_recover: AtomicUsize::new(1000),
         }
     }
 
@@ -381,6 +452,161 @@ impl Broker {
         });
     }
 
+    /// A room message to number in Redis and publish to every node (this
+    /// one included); the ack (or an error) follows from the link thread.
+    /// False when the queue is full (nothing was published).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn message(
+        &self,
+        room: &str,
+        pre: String,
+        post: &'static str,
+        exclude: Option<ConnId>,
+        conn: ConnId,
+        id: Option<Id<'_>>,
+        ts: u64,
+    ) -> bool {
+        self.send(Op::Message {
+            room: room.into(),
+            pre,
+            post,
+            exclude,
+            reply: MessageReply::Conn(Reply {
+                conn,
+                id: OwnedId::new(id),
+            }),
+            ts,
+        })
+    }
+
+    /// [`Broker::message`] from a thread that may block (the admin API):
+    /// waits up to `timeout` for the message's `(offset, epoch)`; `None`
+    /// when it was not published (Redis down, the queue full, no answer).
+    pub(crate) fn message_wait(
+        &self,
+        room: &str,
+        pre: String,
+        post: &'static str,
+        ts: u64,
+        timeout: Duration,
+    ) -> Option<(u64, String)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sent = self.send(Op::Message {
+            room: room.into(),
+            pre,
+            post,
+            exclude: None,
+            reply: MessageReply::Wait(tx),
+            ts,
+        });
+        if !sent {
+            return None;
+        }
+        rx.recv_timeout(timeout).ok().flatten()
+    }
+
+    /// `history` from the room's stream; the ack follows from the link.
+    pub(crate) fn history(
+        &self,
+        room: &str,
+        after: u64,
+        limit: usize,
+        conn: ConnId,
+        id: Option<Id<'_>>,
+    ) -> bool {
+        self.send(Op::History {
+            room: room.into(),
+            after,
+            limit,
+            reply: Reply {
+                conn,
+                id: OwnedId::new(id),
+            },
+        })
+    }
+
+    /// A new member of `room`: the ack, position and recovery (`since`)
+    /// come later through [`Pending`]. False when the queue is full.
+    pub(crate) fn join(
+        &self,
+        room: &str,
+        user: &Arc<User>,
+        conn: ConnId,
+        id: Option<Id<'_>>,
+        since: Option<(String, u64)>,
+    ) -> bool {
+        let join = self.next_join.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pending).insert(
+            join,
+            Pending {
+                conn,
+                room: room.into(),
+                id: OwnedId::new(id),
+                members: None,
+                since: since.is_some(),
+            },
+        );
+        let mut ack_fields = Vec::new();
+        if let Some((epoch, offset)) = since {
+            ack_fields.push(("since_epoch", epoch));
+            ack_fields.push(("since_offset", offset.to_string()));
+        }
+        let subs_version = self.count(true, self.names.shard(room), 1);
+        let ok = self.send(Op::Member {
+            room: room.into(),
+            user: user.clone(),
+            delta: 1,
+            reply: Reply {
+                conn,
+                id: OwnedId::new(id),
+            },
+            ack: true,
+            ack_fields,
+            seq: self.seq.fetch_add(1, Ordering::AcqRel),
+            subs_version,
+            join: Some(join),
+        });
+        if !ok {
+            lock(&self.pending).remove(&join);
+        }
+        ok
+    }
+
+    /// History in Redis: `history.size` messages per room for
+    /// `history.ttl_s` (the room's keys expire that long after its last
+    /// message); a recovery returns at most `history.max_limit` or
+    /// `history.size` messages, whichever is larger.
+    pub fn set_history(&self, cfg: &super::history::HistoryConfig) {
+        self.history_size.store(cfg.size, Ordering::Relaxed);
+        self.history_ttl_ms
+            .store(cfg.ttl_secs.saturating_mul(1000), Ordering::Relaxed);
+        self.max_recover
+            .store(cfg.size.max(cfg.max_limit), Ordering::Relaxed);
+    }
+
+    /// True while a join of `room` by `conn` waits for Redis.
+    pub(crate) fn is_pending(&self, conn: ConnId, room: &str) -> bool {
+        lock(&self.pending)
+            .values()
+            .any(|p| p.conn == conn && &*p.room == room)
+    }
+
+    /// Takes a pending join (once: the connection's worker calls it).
+    pub(crate) fn take_pending(&self, join: u64) -> Option<Pending> {
+        lock(&self.pending).remove(&join)
+    }
+
+    /// Takes every pending join of `conn` (it is closing).
+    pub(crate) fn take_pending_of(&self, conn: ConnId) -> Vec<Pending> {
+        let mut p = lock(&self.pending);
+        let refs: Vec<u64> = p
+            .iter()
+            .filter(|(_, v)| v.conn == conn)
+            .map(|(k, _)| *k)
+            .collect();
+        refs.into_iter().filter_map(|r| p.remove(&r)).collect()
+    }
+
     /// Connection `conn` of `user` opened (`delta` 1) or closed (-1).
     pub fn connected(&self, user: &Arc<User>, conn: ConnId, delta: i64) {
         let shard = self.names.shard(user.id());
@@ -435,6 +661,7 @@ impl Broker {
             ack_fields,
             seq: self.seq.fetch_add(1, Ordering::AcqRel),
             subs_version,
+            join: None,
         })
     }
 

@@ -125,3 +125,95 @@ redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('SREM', KEYS[5], ARGV[2])
 return left
 "#;
+
+/// A room message: numbered (the room's next offset, one counter per room
+/// over the cluster), kept in the room's stream and published, in one
+/// atomic step, so every node receives a room's messages in offset order.
+/// KEYS: rh (room: epoch `e`, latest offset `o`), rs (the room's stream,
+/// entry ids `0-<offset>`), the room's shard channel. ARGV: epoch for a
+/// room Redis does not know, the event before its offset, the event after
+/// its epoch, the payload's head, size (0: not kept), ttl ms (0: none).
+/// Returns {offset, epoch}.
+pub const MESSAGE: &str = r#"
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e then
+  e = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', e)
+end
+local o = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local ev = ARGV[2] .. o .. ',"epoch":"' .. e .. '"' .. ARGV[3]
+local size = tonumber(ARGV[5])
+if size > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', size, '0-' .. o, 'e', ev)
+end
+local ttl = tonumber(ARGV[6])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  if size > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
+redis.call('PUBLISH', KEYS[3], ARGV[4] .. ev)
+return {o, e}
+"#;
+
+/// The room's position when a connection joins, and with `since` what it
+/// missed, published to the joining node's own channel: the subscriber
+/// receives it after every message numbered before it and before every
+/// later one, which is what makes recovery exactly-once and in order.
+/// KEYS: rh, rs, the node's channel. ARGV: epoch for a room Redis does not
+/// know, the since epoch ('' for none), the since offset, most messages,
+/// the payload's head, ttl ms. Publishes `status\nepoch\noffset[\nevent]*`
+/// with status `none`, `ok`, `epoch_changed`, `too_old` or
+/// `history_disabled`.
+pub const RECOVER: &str = r#"
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e then
+  e = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', e)
+  local ttl = tonumber(ARGV[6])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+end
+local o = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
+local out = {'none', e, o}
+if ARGV[2] ~= '' then
+  local since = tonumber(ARGV[3])
+  local missed = o - since
+  if e ~= ARGV[2] or missed < 0 then
+    out[1] = 'epoch_changed'
+  elseif missed == 0 then
+    out[1] = 'ok'
+  elseif missed > tonumber(ARGV[4]) then
+    out[1] = 'too_old'
+  else
+    local r = redis.call('XRANGE', KEYS[2], '0-' .. (since + 1), '+', 'COUNT', missed)
+    if #r == 0 and redis.call('EXISTS', KEYS[2]) == 0 then
+      out[1] = 'too_old'
+    elseif #r ~= missed or r[1][1] ~= '0-' .. (since + 1) then
+      out[1] = 'too_old'
+    else
+      out[1] = 'ok'
+      for i = 1, #r do out[#out + 1] = r[i][2][2] end
+    end
+  end
+end
+redis.call('PUBLISH', KEYS[3], ARGV[5] .. table.concat(out, '\n'))
+return 0
+"#;
+
+/// A page of a room's history. KEYS: rh, rs. ARGV: epoch for a room Redis
+/// does not know, after (offset), count. Returns {epoch, offset, oldest,
+/// events}.
+pub const HISTORY: &str = r#"
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e then
+  e = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', e)
+end
+local o = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
+local oldest = o + 1
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+if #first > 0 then oldest = tonumber(string.sub(first[1][1], 3)) end
+local r = redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[2], '+', 'COUNT', ARGV[3])
+local ev = {}
+for i = 1, #r do ev[i] = r[i][2][2] end
+return {e, o, oldest, ev}
+"#;
