@@ -5,11 +5,15 @@
 //! connection costs one byte of state (its window size, kept in its outbox
 //! slot). Dedicated mode: each connection owns a compressor and an inflater,
 //! each made when it is first needed (a connection that only receives never
-//! holds an inflater; one that stays silent holds neither).
+//! holds an inflater; one that stays silent holds neither), on stock zlib
+//! and sized by the configured presets (the negotiated windows may shrink
+//! them further, never grow them).
 
 use std::collections::HashMap;
 
-use crate::protocol::deflate::{DeflateParams, DeflatePolicy, Deflater, Inflater};
+use crate::protocol::deflate::{
+    CompressorPreset, DecompressorPreset, DeflateParams, DeflatePolicy, Deflater, Inflater,
+};
 use crate::protocol::handshake::Request;
 use crate::protocol::ProtocolError;
 
@@ -23,22 +27,28 @@ pub(crate) const DEDICATED: u8 = 0x80;
 #[derive(Debug)]
 struct Pair {
     params: DeflateParams,
+    /// The configured compressor's memLevel (its window is the negotiated one).
+    mem_level: u8,
     deflater: Option<Deflater>,
     inflater: Option<Inflater>,
 }
 
 impl Pair {
     fn deflater(&mut self) -> &mut Deflater {
-        let p = self.params;
+        let (p, mem_level) = (self.params, self.mem_level);
         self.deflater.get_or_insert_with(|| {
-            Deflater::new(p.server_window_bits, p.server_no_context_takeover)
+            let preset = CompressorPreset::new(p.server_window_bits, mem_level);
+            Deflater::with_preset(preset, p.server_no_context_takeover)
         })
     }
 
     fn inflater(&mut self) -> &mut Inflater {
         let p = self.params;
         self.inflater.get_or_insert_with(|| {
-            Inflater::new(p.client_window_bits, p.client_no_context_takeover)
+            // The client's window, which negotiation kept within the preset
+            // when the client let it; zlib needs at least 9.
+            let preset = DecompressorPreset::new(p.client_window_bits.max(9));
+            Inflater::with_preset(preset, p.client_no_context_takeover)
         })
     }
 }
@@ -76,10 +86,15 @@ impl Compressors {
             Compression::Shared => DeflatePolicy {
                 no_context_takeover: true,
                 max_window_bits: 15,
+                max_client_window_bits: 15,
             },
-            Compression::Dedicated { window_bits } => DeflatePolicy {
+            Compression::Dedicated {
+                compressor,
+                decompressor,
+            } => DeflatePolicy {
                 no_context_takeover: false,
-                max_window_bits: window_bits,
+                max_window_bits: compressor.window_bits,
+                max_client_window_bits: decompressor.window_bits,
             },
         };
         let offers = req
@@ -96,8 +111,13 @@ impl Compressors {
         if p.server_no_context_takeover && p.client_no_context_takeover {
             return p.server_window_bits;
         }
+        let mem_level = match self.mode {
+            Compression::Dedicated { compressor, .. } => compressor.mem_level,
+            _ => CompressorPreset::SIZE_256KB.mem_level,
+        };
         let pair = Pair {
             params: p,
+            mem_level,
             deflater: None,
             inflater: None,
         };

@@ -100,6 +100,11 @@ enum Scenario {
         /// compressor, to measure the memory of a connection in use.
         #[arg(long, default_value_t = 0)]
         hello: usize,
+        /// Send the hello compressed (permessage-deflate, 512-byte window,
+        /// valid under any limit the server sets), so a `dedicated` server
+        /// also builds the connection's inflater. Needs `--deflate`.
+        #[arg(long, requires = "deflate")]
+        compress_hello: bool,
     },
 }
 
@@ -534,6 +539,7 @@ fn run(scenario: Scenario) -> Result<(), String> {
             sources,
             settle,
             hello,
+            compress_hello,
         } => {
             let mut target = target(&common)?;
             let limit = raise_fd_limit();
@@ -555,7 +561,7 @@ fn run(scenario: Scenario) -> Result<(), String> {
                 .map(|(first, count)| {
                     let (target, shared) = (target.clone(), shared.clone());
                     thread::spawn(move || {
-                        let mut idle = scenario::idle::Idle::new(shared, hello);
+                        let mut idle = scenario::idle::Idle::new(shared, hello, compress_hello);
                         runner::run(&target, first, count, 256, clock, deadline, &mut idle)
                             .map(|_| idle)
                     })

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use edgews::protocol::deflate::{CompressorPreset, DecompressorPreset};
 use edgews::runtime::tls::{reload_on_sighup, CertStore};
 use edgews::runtime::{shutdown_on_signals, Compression, Config, Server, SlowConsumerPolicy};
 use edgews::server::EchoHandler;
@@ -59,6 +60,92 @@ enum CompressionArg {
     Dedicated,
 }
 
+/// `--compression-preset`: memory of each connection's compressor (zlib's
+/// estimate of its buffers; its state adds ~6 KB).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum CompressorArg {
+    /// 512 B window, memLevel 1.
+    #[value(name = "3kb")]
+    Kb3,
+    /// 512 B window, memLevel 2.
+    #[value(name = "4kb")]
+    Kb4,
+    /// 1 KiB window, memLevel 3.
+    #[value(name = "8kb")]
+    Kb8,
+    /// 2 KiB window, memLevel 4.
+    #[value(name = "16kb")]
+    Kb16,
+    /// 4 KiB window, memLevel 5.
+    #[value(name = "32kb")]
+    Kb32,
+    /// 8 KiB window, memLevel 6.
+    #[value(name = "64kb")]
+    Kb64,
+    /// 16 KiB window, memLevel 7.
+    #[value(name = "128kb")]
+    Kb128,
+    /// 32 KiB window, memLevel 8: the best ratio.
+    #[value(name = "256kb")]
+    Kb256,
+}
+
+impl CompressorArg {
+    fn preset(self) -> CompressorPreset {
+        match self {
+            CompressorArg::Kb3 => CompressorPreset::SIZE_3KB,
+            CompressorArg::Kb4 => CompressorPreset::SIZE_4KB,
+            CompressorArg::Kb8 => CompressorPreset::SIZE_8KB,
+            CompressorArg::Kb16 => CompressorPreset::SIZE_16KB,
+            CompressorArg::Kb32 => CompressorPreset::SIZE_32KB,
+            CompressorArg::Kb64 => CompressorPreset::SIZE_64KB,
+            CompressorArg::Kb128 => CompressorPreset::SIZE_128KB,
+            CompressorArg::Kb256 => CompressorPreset::SIZE_256KB,
+        }
+    }
+}
+
+/// `--decompression-preset`: window of each connection's inflater (zlib's
+/// state adds ~7 KB).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DecompressorArg {
+    /// 512 B window.
+    #[value(name = "512b")]
+    B512,
+    /// 1 KiB window.
+    #[value(name = "1kb")]
+    Kb1,
+    /// 2 KiB window.
+    #[value(name = "2kb")]
+    Kb2,
+    /// 4 KiB window.
+    #[value(name = "4kb")]
+    Kb4,
+    /// 8 KiB window.
+    #[value(name = "8kb")]
+    Kb8,
+    /// 16 KiB window.
+    #[value(name = "16kb")]
+    Kb16,
+    /// 32 KiB window: what clients use unless asked for less.
+    #[value(name = "32kb")]
+    Kb32,
+}
+
+impl DecompressorArg {
+    fn preset(self) -> DecompressorPreset {
+        match self {
+            DecompressorArg::B512 => DecompressorPreset::SIZE_512B,
+            DecompressorArg::Kb1 => DecompressorPreset::SIZE_1KB,
+            DecompressorArg::Kb2 => DecompressorPreset::SIZE_2KB,
+            DecompressorArg::Kb4 => DecompressorPreset::SIZE_4KB,
+            DecompressorArg::Kb8 => DecompressorPreset::SIZE_8KB,
+            DecompressorArg::Kb16 => DecompressorPreset::SIZE_16KB,
+            DecompressorArg::Kb32 => DecompressorPreset::SIZE_32KB,
+        }
+    }
+}
+
 /// Options of `edgews echo`.
 #[derive(Args, Debug, Clone)]
 struct EchoArgs {
@@ -100,10 +187,19 @@ struct EchoArgs {
     /// permessage-deflate mode.
     #[arg(long, value_enum, default_value_t = CompressionArg::Off)]
     compression: CompressionArg,
-    /// LZ77 window of `--compression dedicated`, as a power of two (9-15):
-    /// smaller windows cap the memory of each connection's compressor.
-    #[arg(long, default_value_t = 15)]
-    compression_window_bits: u8,
+    /// LZ77 window of `--compression dedicated`, as a power of two (9-15),
+    /// both ways, with zlib's default memLevel 8. The presets below size
+    /// compressor and inflater more finely.
+    #[arg(long, conflicts_with_all = ["compression_preset", "decompression_preset"])]
+    compression_window_bits: Option<u8>,
+    /// Memory of each connection's compressor in `--compression dedicated`
+    /// (uWebSockets-style presets; smaller: less memory, worse ratio).
+    #[arg(long, value_enum, default_value_t = CompressorArg::Kb256)]
+    compression_preset: CompressorArg,
+    /// Window of each connection's inflater in `--compression dedicated`;
+    /// clients that accept a limit are asked to compress within it.
+    #[arg(long, value_enum, default_value_t = DecompressorArg::Kb32)]
+    decompression_preset: DecompressorArg,
     /// Messages shorter than this many bytes are sent uncompressed.
     #[arg(long, default_value_t = 256)]
     compression_threshold: usize,
@@ -153,8 +249,12 @@ impl EchoArgs {
             .compression(match self.compression {
                 CompressionArg::Off => Compression::Off,
                 CompressionArg::Shared => Compression::Shared,
-                CompressionArg::Dedicated => Compression::Dedicated {
-                    window_bits: self.compression_window_bits,
+                CompressionArg::Dedicated => match self.compression_window_bits {
+                    Some(bits) => Compression::dedicated_window_bits(bits),
+                    None => Compression::Dedicated {
+                        compressor: self.compression_preset.preset(),
+                        decompressor: self.decompression_preset.preset(),
+                    },
                 },
             })
             .compression_threshold_bytes(self.compression_threshold)
@@ -200,5 +300,58 @@ fn main() -> ExitCode {
             eprintln!("edgews: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo(args: &[&str]) -> Result<Config, clap::Error> {
+        let argv = ["edgews", "echo"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Some(Command::Echo(args)) => Ok(args.config()),
+            None => unreachable!("the echo command was given"),
+        }
+    }
+
+    #[test]
+    fn compression_presets_and_window_bits() -> Result<(), clap::Error> {
+        let cfg = echo(&["--compression", "dedicated"])?;
+        assert_eq!(cfg.compression, Compression::DEDICATED);
+        let cfg = echo(&[
+            "--compression",
+            "dedicated",
+            "--compression-preset",
+            "3kb",
+            "--decompression-preset",
+            "512b",
+        ])?;
+        assert_eq!(
+            cfg.compression,
+            Compression::Dedicated {
+                compressor: CompressorPreset::SIZE_3KB,
+                decompressor: DecompressorPreset::SIZE_512B,
+            }
+        );
+        let cfg = echo(&[
+            "--compression",
+            "dedicated",
+            "--compression-window-bits",
+            "11",
+        ])?;
+        assert_eq!(cfg.compression, Compression::dedicated_window_bits(11));
+        // Window bits and presets say the same thing two ways: one at a time.
+        assert!(echo(&[
+            "--compression",
+            "dedicated",
+            "--compression-window-bits",
+            "11",
+            "--compression-preset",
+            "8kb",
+        ])
+        .is_err());
+        assert!(echo(&["--compression-preset", "5kb"]).is_err());
+        Ok(())
     }
 }

@@ -5,12 +5,20 @@
 //! the LZ77 window carries over from one message to the next; without, each
 //! message starts afresh.
 //!
-//! The backend is zlib-rs through flate2 (measured against miniz_oxide: 2.5x
-//! faster compression and 3.7-6.6x faster inflation on 100 B-1 KiB messages,
-//! and it supports window sizes below 15 bits).
+//! Two backends behind one type each:
+//! - [`Deflater::new`] / [`Inflater::new`]: zlib-rs through flate2, the
+//!   fastest (measured against miniz_oxide: 2.5x faster compression and
+//!   3.7-6.6x faster inflation on 100 B-1 KiB messages), but with a fixed
+//!   ~320 KB compressor and ~20 KB inflater. Used where one serves many
+//!   connections (no context takeover).
+//! - [`Deflater::with_preset`] / [`Inflater::with_preset`]: stock zlib, whose
+//!   memory follows `windowBits` and `memLevel` (see [`CompressorPreset`]).
+//!   Used for per-connection state, where memory per connection counts.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
+use super::presets::{CompressorPreset, DecompressorPreset};
+use super::zlib::{Progress, RawDeflate, RawInflate};
 use crate::protocol::ProtocolError;
 
 /// The tail a sync flush ends with; stripped by the sender, re-added by the receiver.
@@ -18,38 +26,63 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
 
 /// Compression level: fast. Level 1 compresses typical JSON chat messages to
 /// about a quarter at several times the speed of the default level 6.
-const LEVEL: u32 = 1;
+const LEVEL: u8 = 1;
+
+#[derive(Debug)]
+enum DeflateEngine {
+    /// zlib-rs (flate2).
+    Rs(Compress),
+    /// Stock zlib with a chosen memLevel.
+    Zlib(RawDeflate),
+}
 
 /// Compresses messages for one direction of one connection (context
 /// takeover), or for any number of connections (no context takeover).
 ///
 /// ```
-/// use edgews::protocol::deflate::{Deflater, Inflater};
+/// use edgews::protocol::deflate::{CompressorPreset, Deflater, Inflater};
 /// let mut d = Deflater::new(15, true);
 /// let mut i = Inflater::new(15, true);
 /// let (mut z, mut plain) = (Vec::new(), Vec::new());
 /// d.compress(b"hello hello hello hello", &mut z);
 /// i.inflate(&z, &mut plain, 1 << 20).unwrap();
 /// assert_eq!(plain, b"hello hello hello hello");
+/// // A connection's own compressor in ~3 KiB of zlib buffers (512-byte window).
+/// let mut small = Deflater::with_preset(CompressorPreset::SIZE_3KB, false);
+/// z.clear();
+/// small.compress(b"hello hello hello hello", &mut z);
 /// ```
 #[derive(Debug)]
 pub struct Deflater {
-    zlib: Compress,
+    engine: DeflateEngine,
     no_context_takeover: bool,
 }
 
 impl Deflater {
-    /// A compressor with a window of `2^window_bits` bytes (9–15; out-of-range
-    /// values are clamped). With `no_context_takeover`, every message is
-    /// compressed on its own.
+    /// A zlib-rs compressor with a window of `2^window_bits` bytes (9–15;
+    /// out-of-range values are clamped). With `no_context_takeover`, every
+    /// message is compressed on its own.
     pub fn new(window_bits: u8, no_context_takeover: bool) -> Self {
         let zlib = Compress::new_with_window_bits(
-            Compression::new(LEVEL),
+            Compression::new(u32::from(LEVEL)),
             false,
             window_bits.clamp(9, 15),
         );
         Deflater {
-            zlib,
+            engine: DeflateEngine::Rs(zlib),
+            no_context_takeover,
+        }
+    }
+
+    /// A stock-zlib compressor sized by `preset` (values out of zlib's
+    /// ranges are clamped).
+    pub fn with_preset(preset: CompressorPreset, no_context_takeover: bool) -> Self {
+        Deflater {
+            engine: DeflateEngine::Zlib(RawDeflate::new(
+                LEVEL,
+                preset.window_bits,
+                preset.mem_level,
+            )),
             no_context_takeover,
         }
     }
@@ -59,12 +92,17 @@ impl Deflater {
         let mut input = message;
         loop {
             out.reserve(input.len() / 2 + 64);
-            let before = self.zlib.total_in();
-            // Only misuse of the stream (not the data) can make zlib fail here.
-            self.zlib
-                .compress_vec(input, out, FlushCompress::Sync)
-                .expect("deflate with a sync flush cannot fail on a healthy stream");
-            input = &input[(self.zlib.total_in() - before) as usize..];
+            let used = match &mut self.engine {
+                DeflateEngine::Rs(zlib) => {
+                    let before = zlib.total_in();
+                    // Only misuse of the stream (not the data) can make zlib fail here.
+                    zlib.compress_vec(input, out, FlushCompress::Sync)
+                        .expect("deflate with a sync flush cannot fail on a healthy stream");
+                    (zlib.total_in() - before) as usize
+                }
+                DeflateEngine::Zlib(zlib) => zlib.compress_sync(input, out),
+            };
+            input = &input[used..];
             // Spare room left in `out` means the flush is complete.
             if input.is_empty() && out.len() < out.capacity() {
                 break;
@@ -73,7 +111,50 @@ impl Deflater {
         debug_assert!(out.ends_with(&TAIL));
         out.truncate(out.len() - TAIL.len());
         if self.no_context_takeover {
-            self.zlib.reset();
+            match &mut self.engine {
+                DeflateEngine::Rs(zlib) => zlib.reset(),
+                DeflateEngine::Zlib(zlib) => zlib.reset(),
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum InflateEngine {
+    /// zlib-rs (flate2).
+    Rs(Decompress),
+    /// Stock zlib.
+    Zlib(RawInflate),
+}
+
+impl InflateEngine {
+    /// One inflate call with a sync flush into `out`'s spare capacity:
+    /// input used, and whether the deflate stream ended.
+    fn step(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(usize, bool), ProtocolError> {
+        match self {
+            InflateEngine::Rs(zlib) => {
+                let before = zlib.total_in();
+                let status = zlib
+                    .decompress_vec(input, out, FlushDecompress::Sync)
+                    .map_err(|_| ProtocolError::inflate_failed())?;
+                Ok((
+                    (zlib.total_in() - before) as usize,
+                    status == Status::StreamEnd,
+                ))
+            }
+            InflateEngine::Zlib(zlib) => {
+                let (used, progress) = zlib
+                    .inflate_sync(input, out)
+                    .map_err(|_| ProtocolError::inflate_failed())?;
+                Ok((used, progress == Progress::Ended))
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            InflateEngine::Rs(zlib) => zlib.reset(false),
+            InflateEngine::Zlib(zlib) => zlib.reset(),
         }
     }
 }
@@ -83,17 +164,26 @@ impl Deflater {
 /// given limit.
 #[derive(Debug)]
 pub struct Inflater {
-    zlib: Decompress,
+    engine: InflateEngine,
     no_context_takeover: bool,
 }
 
 impl Inflater {
-    /// An inflater for a peer that compresses with windows of up to
+    /// A zlib-rs inflater for a peer that compresses with windows of up to
     /// `2^window_bits` bytes (a larger window than the peer's is fine).
     pub fn new(window_bits: u8, no_context_takeover: bool) -> Self {
         let zlib = Decompress::new_with_window_bits(false, window_bits.clamp(9, 15));
         Inflater {
-            zlib,
+            engine: InflateEngine::Rs(zlib),
+            no_context_takeover,
+        }
+    }
+
+    /// A stock-zlib inflater with the window of `preset`, which must be at
+    /// least the peer's window (9–15; clamped).
+    pub fn with_preset(preset: DecompressorPreset, no_context_takeover: bool) -> Self {
+        Inflater {
+            engine: InflateEngine::Zlib(RawInflate::new(preset.window_bits)),
             no_context_takeover,
         }
     }
@@ -113,7 +203,7 @@ impl Inflater {
     ) -> Result<(), ProtocolError> {
         let result = self.inflate_stream(message, out, limit);
         if result.is_err() {
-            self.zlib.reset(false);
+            self.engine.reset();
         }
         result
     }
@@ -133,22 +223,19 @@ impl Inflater {
                 let grow = (out.len() - start).max(4096).min(room);
                 out.reserve_exact(grow);
             }
-            let (in_before, out_before) = (self.zlib.total_in(), self.zlib.total_out());
-            let status = self
-                .zlib
-                .decompress_vec(input, out, FlushDecompress::Sync)
-                .map_err(|_| ProtocolError::inflate_failed())?;
-            input = &input[(self.zlib.total_in() - in_before) as usize..];
-            let produced = self.zlib.total_out() - out_before;
+            let out_before = out.len();
+            let (used, ended) = self.engine.step(input, out)?;
+            input = &input[used..];
+            let produced = out.len() - out_before;
             if out.len() - start > limit {
                 return Err(ProtocolError::message_too_large(limit));
             }
-            if status == Status::StreamEnd {
+            if ended {
                 // The peer ended the stream (BFINAL): nothing may follow in this message.
                 if !input.is_empty() {
                     return Err(ProtocolError::inflate_failed());
                 }
-                self.zlib.reset(false);
+                self.engine.reset();
                 return Ok(());
             }
             let room_left = out.len() < out.capacity();
@@ -158,13 +245,13 @@ impl Inflater {
                 }
                 input = &TAIL;
                 tail_fed = true;
-            } else if produced == 0 && room_left && self.zlib.total_in() == in_before {
+            } else if produced == 0 && room_left && used == 0 {
                 // No progress with input and room available: truncated or corrupt data.
                 return Err(ProtocolError::inflate_failed());
             }
         }
         if self.no_context_takeover {
-            self.zlib.reset(false);
+            self.engine.reset();
         }
         Ok(())
     }
@@ -335,6 +422,109 @@ mod tests {
         assert_eq!(out, b"abc");
     }
 
+    /// Stock zlib and zlib-rs speak the same format: every pairing works.
+    #[test]
+    fn backends_interoperate() {
+        let data: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| format!("{{\"i\":{},\"room\":\"r{}\"}}", i % 977, i % 7).into_bytes())
+            .take(150_000)
+            .collect();
+        for stock_deflate in [false, true] {
+            for stock_inflate in [false, true] {
+                let mut d = if stock_deflate {
+                    Deflater::with_preset(CompressorPreset::SIZE_256KB, false)
+                } else {
+                    Deflater::new(15, false)
+                };
+                let mut i = if stock_inflate {
+                    Inflater::with_preset(DecompressorPreset::SIZE_32KB, false)
+                } else {
+                    Inflater::new(15, false)
+                };
+                for chunk in data.chunks(7000) {
+                    let (mut z, mut out) = (Vec::new(), Vec::new());
+                    d.compress(chunk, &mut z);
+                    i.inflate(&z, &mut out, chunk.len()).unwrap();
+                    assert!(out == chunk, "{stock_deflate} {stock_inflate}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn preset_inflater_rejects_bombs_and_garbage_and_recovers() {
+        let zeros = vec![0u8; 4 << 20];
+        let mut bomb = Vec::new();
+        Deflater::new(15, true).compress(&zeros, &mut bomb);
+        let mut i = Inflater::with_preset(DecompressorPreset::SIZE_32KB, true);
+        let mut out = Vec::new();
+        let err = i.inflate(&bomb, &mut out, 1 << 16).unwrap_err();
+        assert_eq!(err.close_code(), CloseCode::MESSAGE_TOO_BIG);
+        assert!(out.capacity() <= (1 << 16) + 1 + 4096, "{}", out.capacity());
+        let err = i
+            .inflate(&[0xff; 32], &mut Vec::new(), 1 << 16)
+            .unwrap_err();
+        assert_eq!(err.close_code(), CloseCode::INVALID_PAYLOAD);
+        // RFC 7692 §7.2.3.1 after the failures: the stream was reset.
+        let mut out = Vec::new();
+        i.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out, 100)
+            .unwrap();
+        assert_eq!(out, b"Hello");
+        // Data after a final block.
+        let mut fin = Vec::with_capacity(64);
+        Compress::new(Compression::new(1), false)
+            .compress_vec(b"abc", &mut fin, FlushCompress::Finish)
+            .unwrap();
+        fin.push(0x42);
+        let err = i.inflate(&fin, &mut Vec::new(), 100).unwrap_err();
+        assert_eq!(err.close_code(), CloseCode::INVALID_PAYLOAD);
+        // A window larger than the inflater's is refused, not misread.
+        let far: Vec<u8> = (0..4000u32).map(|n| (n * 7 % 251) as u8).collect();
+        let mut twice = far.clone();
+        twice.extend_from_slice(&far);
+        let mut z = Vec::new();
+        Deflater::new(15, true).compress(&twice, &mut z);
+        let err = Inflater::with_preset(DecompressorPreset::SIZE_512B, true)
+            .inflate(&z, &mut Vec::new(), 1 << 20)
+            .unwrap_err();
+        assert_eq!(err.close_code(), CloseCode::INVALID_PAYLOAD);
+    }
+
+    #[test]
+    fn smaller_presets_cost_ratio() {
+        // Chat-like JSON, one message at a time with context takeover.
+        let messages: Vec<Vec<u8>> = (0..300)
+            .map(|i| {
+                format!(
+                    "{{\"type\":\"message\",\"room\":\"lobby-{}\",\"user\":\"user{}\",\"text\":\"hello number {i}, how are you today?\"}}",
+                    i % 5,
+                    i % 11
+                )
+                .into_bytes()
+            })
+            .collect();
+        let total = |preset: CompressorPreset| {
+            let mut d = Deflater::with_preset(preset, false);
+            let mut i = Inflater::with_preset(DecompressorPreset::new(preset.window_bits), false);
+            let mut sum = 0;
+            for m in &messages {
+                let (mut z, mut out) = (Vec::new(), Vec::new());
+                d.compress(m, &mut z);
+                i.inflate(&z, &mut out, m.len()).unwrap();
+                assert_eq!(&out, m);
+                sum += z.len();
+            }
+            sum
+        };
+        let plain: usize = messages.iter().map(Vec::len).sum();
+        let (small, large) = (
+            total(CompressorPreset::SIZE_3KB),
+            total(CompressorPreset::SIZE_256KB),
+        );
+        assert!(small < plain / 2, "3kb: {small} of {plain}");
+        assert!(large < small, "256kb {large} vs 3kb {small}");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
@@ -342,9 +532,20 @@ mod tests {
             messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 1..8),
             takeover in any::<bool>(),
             bits in 9u8..=15,
+            mem_level in 1u8..=9,
+            stock_deflate in any::<bool>(),
+            stock_inflate in any::<bool>(),
         ) {
-            let mut d = Deflater::new(bits, !takeover);
-            let mut i = Inflater::new(bits, !takeover);
+            let mut d = if stock_deflate {
+                Deflater::with_preset(CompressorPreset::new(bits, mem_level), !takeover)
+            } else {
+                Deflater::new(bits, !takeover)
+            };
+            let mut i = if stock_inflate {
+                Inflater::with_preset(DecompressorPreset::new(bits), !takeover)
+            } else {
+                Inflater::new(bits, !takeover)
+            };
             for m in &messages {
                 let mut z = Vec::new();
                 d.compress(m, &mut z);
