@@ -7,12 +7,17 @@
 //! each made when it is first needed (a connection that only receives never
 //! holds an inflater; one that stays silent holds neither), on stock zlib
 //! and sized by the configured presets (the negotiated windows may shrink
-//! them further, never grow them).
+//! them further, never grow them). A connection whose client compresses
+//! with a window of at most [`WINDOW_ONLY_MAX_BITS`] keeps only that window
+//! instead of an inflater: one [`WindowInflater`] per window size per worker
+//! serves them all (zlib's ~7 KB of inflater state is most of the memory at
+//! those sizes; the price is copying the window in and out per message).
 
 use std::collections::HashMap;
 
 use crate::protocol::deflate::{
-    CompressorPreset, DecompressorPreset, DeflateParams, DeflatePolicy, Deflater, Inflater,
+    CompressorPreset, DecompressorPreset, DeflateParams, DeflatePolicy, Deflater, InflateWindow,
+    Inflater, WindowInflater,
 };
 use crate::protocol::handshake::Request;
 use crate::protocol::ProtocolError;
@@ -22,6 +27,21 @@ use super::config::Compression;
 /// Marks a connection with its own compressor pair in the slot's deflate byte.
 pub(crate) const DEDICATED: u8 = 0x80;
 
+/// Largest client window (4 KiB) for which a connection keeps only its
+/// window between messages rather than a whole inflater.
+pub(crate) const WINDOW_ONLY_MAX_BITS: u8 = 12;
+
+/// How a dedicated connection's incoming messages are inflated.
+#[derive(Debug)]
+enum Incoming {
+    /// Nothing compressed received yet.
+    Unused,
+    /// Its own inflater (large windows).
+    Own(Inflater),
+    /// Only its window; the worker's [`WindowInflater`] does the work.
+    Window(InflateWindow),
+}
+
 /// A connection's own compressor and inflater (dedicated mode), made on
 /// first use.
 #[derive(Debug)]
@@ -30,7 +50,7 @@ struct Pair {
     /// The configured compressor's memLevel (its window is the negotiated one).
     mem_level: u8,
     deflater: Option<Deflater>,
-    inflater: Option<Inflater>,
+    incoming: Incoming,
 }
 
 impl Pair {
@@ -42,14 +62,10 @@ impl Pair {
         })
     }
 
-    fn inflater(&mut self) -> &mut Inflater {
-        let p = self.params;
-        self.inflater.get_or_insert_with(|| {
-            // The client's window, which negotiation kept within the preset
-            // when the client let it; zlib needs at least 9.
-            let preset = DecompressorPreset::new(p.client_window_bits.max(9));
-            Inflater::with_preset(preset, p.client_no_context_takeover)
-        })
+    /// The client's window, which negotiation kept within the preset when
+    /// the client let it; zlib needs at least 9.
+    fn client_window_bits(&self) -> u8 {
+        self.params.client_window_bits.clamp(9, 15)
     }
 }
 
@@ -61,6 +77,8 @@ pub(crate) struct Compressors {
     /// No-context-takeover compressors by window bits 9..=15, made on first use.
     shared: [Option<Deflater>; 7],
     shared_inflater: Inflater,
+    /// Window-only connections' inflaters by window bits 9..=WINDOW_ONLY_MAX_BITS.
+    window_inflaters: [Option<WindowInflater>; (WINDOW_ONLY_MAX_BITS - 8) as usize],
     dedicated: HashMap<u32, Box<Pair>>,
     /// Output of the last compression.
     pub scratch: Vec<u8>,
@@ -73,6 +91,7 @@ impl Compressors {
             threshold,
             shared: Default::default(),
             shared_inflater: Inflater::new(15, true),
+            window_inflaters: Default::default(),
             dedicated: HashMap::new(),
             scratch: Vec::new(),
         }
@@ -119,7 +138,7 @@ impl Compressors {
             params: p,
             mem_level,
             deflater: None,
-            inflater: None,
+            incoming: Incoming::Unused,
         };
         self.dedicated.insert(key as u32, Box::new(pair));
         DEDICATED | p.server_window_bits
@@ -141,11 +160,28 @@ impl Compressors {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), ProtocolError> {
-        let inflater = match self.dedicated.get_mut(&(key as u32)) {
-            Some(pair) if byte & DEDICATED != 0 => pair.inflater(),
-            _ => &mut self.shared_inflater,
+        let pair = match self.dedicated.get_mut(&(key as u32)) {
+            Some(pair) if byte & DEDICATED != 0 => pair,
+            _ => return self.shared_inflater.inflate(payload, out, limit),
         };
-        inflater.inflate(payload, out, limit)
+        if pair.params.client_no_context_takeover {
+            return self.shared_inflater.inflate(payload, out, limit);
+        }
+        let bits = pair.client_window_bits();
+        if matches!(pair.incoming, Incoming::Unused) {
+            pair.incoming = if bits <= WINDOW_ONLY_MAX_BITS {
+                Incoming::Window(InflateWindow::new())
+            } else {
+                Incoming::Own(Inflater::with_preset(DecompressorPreset::new(bits), false))
+            };
+        }
+        match &mut pair.incoming {
+            Incoming::Own(inflater) => inflater.inflate(payload, out, limit),
+            Incoming::Window(window) => self.window_inflaters[usize::from(bits - 9)]
+                .get_or_insert_with(|| WindowInflater::new(DecompressorPreset::new(bits)))
+                .inflate(window, payload, out, limit),
+            Incoming::Unused => unreachable!("set just above"),
+        }
     }
 
     /// Compresses a message for connection `key` into `scratch`, or returns

@@ -201,19 +201,30 @@ impl Inflater {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), ProtocolError> {
-        let result = self.inflate_stream(message, out, limit);
-        if result.is_err() {
-            self.engine.reset();
+        match self.engine.inflate_message(message, out, limit) {
+            Ok(_) if self.no_context_takeover => {
+                self.engine.reset();
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.engine.reset();
+                Err(e)
+            }
         }
-        result
     }
+}
 
-    fn inflate_stream(
+impl InflateEngine {
+    /// Inflates one whole message (re-adding the sync-flush tail) into
+    /// `out`, within `limit`; true when the peer ended the stream (BFINAL),
+    /// after which the engine has been reset.
+    fn inflate_message(
         &mut self,
         message: &[u8],
         out: &mut Vec<u8>,
         limit: usize,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<bool, ProtocolError> {
         let start = out.len();
         let mut input = message;
         let mut tail_fed = false;
@@ -224,7 +235,7 @@ impl Inflater {
                 out.reserve_exact(grow);
             }
             let out_before = out.len();
-            let (used, ended) = self.engine.step(input, out)?;
+            let (used, ended) = self.step(input, out)?;
             input = &input[used..];
             let produced = out.len() - out_before;
             if out.len() - start > limit {
@@ -235,13 +246,13 @@ impl Inflater {
                 if !input.is_empty() {
                     return Err(ProtocolError::inflate_failed());
                 }
-                self.engine.reset();
-                return Ok(());
+                self.reset();
+                return Ok(true);
             }
             let room_left = out.len() < out.capacity();
             if input.is_empty() && room_left {
                 if tail_fed {
-                    break;
+                    return Ok(false);
                 }
                 input = &TAIL;
                 tail_fed = true;
@@ -250,8 +261,117 @@ impl Inflater {
                 return Err(ProtocolError::inflate_failed());
             }
         }
-        if self.no_context_takeover {
-            self.engine.reset();
+    }
+}
+
+/// What one connection's compressed messages may refer back to: the last
+/// window's worth of what it sent. Kept between messages instead of a whole
+/// inflater (~7 KB of zlib state) by connections served by a
+/// [`WindowInflater`].
+#[derive(Debug, Default)]
+pub struct InflateWindow {
+    bytes: Vec<u8>,
+}
+
+impl InflateWindow {
+    /// An empty window (a connection that has sent nothing compressed yet).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes held (at most the inflater's window).
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True before the first message.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// One stock-zlib inflater serving any number of connections that keep
+/// context (context takeover), each of which holds only its
+/// [`InflateWindow`]: the window is loaded before each message and saved
+/// after it. Costs two copies of at most one window per message, so it pays
+/// for small windows, where zlib's state is most of an inflater's memory.
+///
+/// ```
+/// use edgews::protocol::deflate::{
+///     CompressorPreset, DecompressorPreset, Deflater, InflateWindow, WindowInflater,
+/// };
+/// let mut shared = WindowInflater::new(DecompressorPreset::SIZE_512B);
+/// let (mut alice, mut bob) = (Deflater::with_preset(CompressorPreset::SIZE_3KB, false), Deflater::with_preset(CompressorPreset::SIZE_3KB, false));
+/// let (mut alice_window, mut bob_window) = (InflateWindow::new(), InflateWindow::new());
+/// for text in [&b"hello hello hello"[..], b"hello again, hello"] {
+///     let (mut a, mut b, mut out) = (Vec::new(), Vec::new(), Vec::new());
+///     alice.compress(text, &mut a);
+///     bob.compress(b"something else entirely", &mut b);
+///     shared.inflate(&mut alice_window, &a, &mut out, 1 << 20).unwrap();
+///     assert_eq!(out, text);
+///     out.clear();
+///     shared.inflate(&mut bob_window, &b, &mut out, 1 << 20).unwrap();
+///     assert_eq!(out, b"something else entirely");
+/// }
+/// ```
+#[derive(Debug)]
+pub struct WindowInflater {
+    engine: InflateEngine,
+    window_bytes: usize,
+}
+
+impl WindowInflater {
+    /// An inflater for peers whose window is at most `preset`'s.
+    pub fn new(preset: DecompressorPreset) -> Self {
+        let bits = preset.window_bits.clamp(9, 15);
+        WindowInflater {
+            engine: InflateEngine::Zlib(RawInflate::new(bits)),
+            window_bytes: 1 << bits,
+        }
+    }
+
+    /// Inflates one message of the connection whose window is `window`,
+    /// like [`Inflater::inflate`]; on success `window` is updated. After an
+    /// error the connection must be closed (its window is no longer valid);
+    /// the inflater itself stays usable for the others.
+    pub fn inflate(
+        &mut self,
+        window: &mut InflateWindow,
+        message: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), ProtocolError> {
+        self.engine.reset();
+        if let InflateEngine::Zlib(zlib) = &mut self.engine {
+            zlib.set_window(&window.bytes);
+        }
+        let start = out.len();
+        let ended = match self.engine.inflate_message(message, out, limit) {
+            Ok(ended) => ended,
+            Err(e) => {
+                self.engine.reset();
+                window.bytes = Vec::new();
+                return Err(e);
+            }
+        };
+        let keep = self.window_bytes;
+        let window = &mut window.bytes;
+        if ended {
+            // A new stream follows: nothing to refer back to.
+            *window = Vec::new();
+            return Ok(());
+        }
+        let produced = &out[start..];
+        if window.capacity() == 0 && !produced.is_empty() {
+            window.reserve_exact(keep);
+        }
+        if produced.len() >= keep {
+            window.clear();
+            window.extend_from_slice(&produced[produced.len() - keep..]);
+        } else {
+            let excess = (window.len() + produced.len()).saturating_sub(keep);
+            window.drain(..excess);
+            window.extend_from_slice(produced);
         }
         Ok(())
     }
@@ -525,8 +645,71 @@ mod tests {
         assert!(large < small, "256kb {large} vs 3kb {small}");
     }
 
+    #[test]
+    fn a_window_inflater_survives_errors_and_bfinal() {
+        let mut shared = WindowInflater::new(DecompressorPreset::SIZE_512B);
+        let mut good = Deflater::with_preset(CompressorPreset::SIZE_3KB, false);
+        let mut window = InflateWindow::new();
+        // Another connection's garbage and bomb first.
+        let mut bad = InflateWindow::new();
+        let err = shared
+            .inflate(&mut bad, &[0xff; 32], &mut Vec::new(), 1 << 16)
+            .unwrap_err();
+        assert_eq!(err.close_code(), CloseCode::INVALID_PAYLOAD);
+        let mut bomb = Vec::new();
+        Deflater::new(9, true).compress(&vec![0u8; 1 << 20], &mut bomb);
+        let mut out = Vec::new();
+        let err = shared
+            .inflate(&mut bad, &bomb, &mut out, 1 << 12)
+            .unwrap_err();
+        assert_eq!(err.close_code(), CloseCode::MESSAGE_TOO_BIG);
+        assert!(out.capacity() <= (1 << 12) + 1 + 4096, "{}", out.capacity());
+        for round in 0..5 {
+            let text = format!("round {round}: the same words again and again and again");
+            let (mut z, mut out) = (Vec::new(), Vec::new());
+            good.compress(text.as_bytes(), &mut z);
+            shared.inflate(&mut window, &z, &mut out, 1 << 16).unwrap();
+            assert_eq!(out, text.as_bytes());
+            assert!(window.len() <= 512);
+        }
+        // A message ending the stream (BFINAL): the window starts over.
+        let mut fin = Vec::with_capacity(64);
+        Compress::new(Compression::new(1), false)
+            .compress_vec(b"abc", &mut fin, FlushCompress::Finish)
+            .unwrap();
+        let mut out = Vec::new();
+        shared.inflate(&mut window, &fin, &mut out, 100).unwrap();
+        assert_eq!(out, b"abc");
+        assert!(window.is_empty());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Connections taking turns on one window inflater read exactly what
+        /// each would with its own inflater.
+        #[test]
+        fn a_window_inflater_matches_own_inflaters(
+            turns in proptest::collection::vec((0usize..3, proptest::collection::vec(0u8..8, 0..2500)), 1..24),
+            bits in 9u8..=12,
+        ) {
+            let preset = DecompressorPreset::new(bits);
+            let mut shared = WindowInflater::new(preset);
+            let mut conns: Vec<(Deflater, InflateWindow)> = (0..3)
+                .map(|_| (Deflater::with_preset(CompressorPreset::new(bits, 8), false), InflateWindow::new()))
+                .collect();
+            for (who, bytes) in &turns {
+                // Few distinct bytes: plenty of back-references into the window.
+                let (deflater, window) = &mut conns[*who];
+                let mut z = Vec::new();
+                deflater.compress(bytes, &mut z);
+                let mut out = Vec::new();
+                shared.inflate(window, &z, &mut out, 4000).unwrap();
+                prop_assert_eq!(&out, bytes);
+                prop_assert!(window.len() <= 1 << bits);
+            }
+        }
+
+
         #[test]
         fn round_trips_any_sequence(
             messages in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 1..8),

@@ -26,6 +26,6 @@ mod negotiation;
 mod presets;
 mod zlib;
 
-pub use codec::{Deflater, Inflater};
+pub use codec::{Deflater, InflateWindow, Inflater, WindowInflater};
 pub use negotiation::{negotiate, DeflateParams, DeflatePolicy};
 pub use presets::{CompressorPreset, DecompressorPreset};

@@ -220,6 +220,22 @@ impl RawInflate {
         let rc = unsafe { z::inflateReset(&mut *self.strm) };
         debug_assert_eq!(rc, z::Z_OK);
     }
+
+    /// Loads `history` (the stream's earlier output; only its last window's
+    /// worth counts) as the window, so a stream can go on in a fresh state.
+    pub fn set_window(&mut self, history: &[u8]) {
+        if history.is_empty() {
+            return;
+        }
+        let len = c_uint::try_from(history.len()).unwrap_or(c_uint::MAX);
+        let tail = &history[history.len() - len as usize..];
+        // SAFETY: the stream was initialised by inflateInit2 and not moved;
+        // zlib copies `len` bytes from `tail`, which is that long. For a raw
+        // stream this is allowed at any time.
+        let rc = unsafe { z::inflateSetDictionary(&mut *self.strm, tail.as_ptr(), len) };
+        // Only a failed window allocation can make it fail.
+        assert_eq!(rc, z::Z_OK, "inflateSetDictionary failed: out of memory");
+    }
 }
 
 impl Drop for RawInflate {
