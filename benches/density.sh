@@ -86,10 +86,10 @@ for mode in $modes; do
       IFS=: read -r _ cpre dpre bytes <<<"$mode"
       bytes=${bytes:-1024}
       if [ "$dpre" = "-" ]; then
-        run "edgews, dedicated, compressor preset $cpre, after one compressed $bytes-byte echo (no inflater)" "ws://127.0.0.1:$port/" "--deflate --hello $bytes --open-timeout 120" \
+        run "edgews, dedicated, compressor preset $cpre, after one compressed $bytes-byte echo (no inflater)" "ws://127.0.0.1:$port/" "--deflate --hello $bytes --open-timeout 45" \
           $edgews $common --compression dedicated --compression-preset "$cpre" --listen 127.0.0.1:$port
       else
-        run "edgews, dedicated, presets $cpre / $dpre, after one $bytes-byte message compressed each way" "ws://127.0.0.1:$port/" "--deflate --hello $bytes --compress-hello --open-timeout 120" \
+        run "edgews, dedicated, presets $cpre / $dpre, after one $bytes-byte message compressed each way" "ws://127.0.0.1:$port/" "--deflate --hello $bytes --compress-hello --open-timeout 45" \
           $edgews $common --compression dedicated --compression-preset "$cpre" --decompression-preset "$dpre" --listen 127.0.0.1:$port
       fi ;;
     tls) run "edgews, TLS (wss, ECDSA P-256)" "wss://127.0.0.1:$port/" "" $edgews $common --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --listen 127.0.0.1:$port ;;
