@@ -89,6 +89,13 @@ impl Deflater {
 
     /// Appends the compressed form of `message` to `out`.
     pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) {
+        if message.is_empty() {
+            // RFC 7692 §7.2.3.6: an empty stored block, valid at any point of
+            // the stream and leaving both windows as they are. (Stock zlib
+            // emits nothing for a second sync flush without input.)
+            out.push(0x00);
+            return;
+        }
         let mut input = message;
         loop {
             out.reserve(input.len() / 2 + 64);
@@ -643,6 +650,29 @@ mod tests {
         );
         assert!(small < plain / 2, "3kb: {small} of {plain}");
         assert!(large < small, "256kb {large} vs 3kb {small}");
+    }
+
+    #[test]
+    fn empty_messages_between_others_keep_the_stream_valid() {
+        // Stock zlib writes nothing for a sync flush with no new input, so an
+        // empty message after another one once produced no output at all.
+        for stock in [false, true] {
+            let mut d = if stock {
+                Deflater::with_preset(CompressorPreset::SIZE_3KB, false)
+            } else {
+                Deflater::new(9, false)
+            };
+            let mut i = Inflater::with_preset(DecompressorPreset::SIZE_512B, false);
+            for m in [&b"hello hello"[..], b"", b"", b"hello again", b""] {
+                let (mut z, mut out) = (Vec::new(), Vec::new());
+                d.compress(m, &mut z);
+                if m.is_empty() {
+                    assert_eq!(z, [0x00]);
+                }
+                i.inflate(&z, &mut out, 100).unwrap();
+                assert_eq!(out, m, "stock {stock}");
+            }
+        }
     }
 
     #[test]
