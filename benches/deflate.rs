@@ -1,9 +1,11 @@
 //! permessage-deflate throughput (MB/s) for 100 B, 1 KiB and 64 KiB
-//! JSON-like messages: shared mode (no context takeover) and dedicated mode
-//! (context takeover, windows of 15 and 11 bits).
+//! JSON-like messages: shared mode (no context takeover, zlib-rs), context
+//! takeover on zlib-rs with a 15-bit window (what dedicated mode used before
+//! the presets), and dedicated mode's presets on stock zlib (256, 16 and
+//! 3 KiB compressors, each with the inflater of the same window).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use edgews::protocol::deflate::{Deflater, Inflater};
+use edgews::protocol::deflate::{CompressorPreset, DecompressorPreset, Deflater, Inflater};
 
 /// Chat-like JSON, cut to `size` bytes.
 fn payload(size: usize) -> Vec<u8> {
@@ -22,11 +24,51 @@ fn payload(size: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-fn modes() -> [(&'static str, u8, bool); 3] {
+/// How a benchmark's compressor and inflater are made.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// zlib-rs with this window, context takeover or not.
+    ZlibRs { window_bits: u8, takeover: bool },
+    /// Stock zlib, context takeover, sized by a preset.
+    Preset(CompressorPreset),
+}
+
+impl Mode {
+    fn deflater(self) -> Deflater {
+        match self {
+            Mode::ZlibRs {
+                window_bits,
+                takeover,
+            } => Deflater::new(window_bits, !takeover),
+            Mode::Preset(p) => Deflater::with_preset(p, false),
+        }
+    }
+
+    fn inflater(self) -> Inflater {
+        match self {
+            Mode::ZlibRs {
+                window_bits,
+                takeover,
+            } => Inflater::new(window_bits, !takeover),
+            Mode::Preset(p) => Inflater::with_preset(DecompressorPreset::new(p.window_bits), false),
+        }
+    }
+}
+
+fn modes() -> [(&'static str, Mode); 5] {
+    let rs = |window_bits, takeover| Mode::ZlibRs {
+        window_bits,
+        takeover,
+    };
     [
-        ("shared", 15, true),
-        ("dedicated-w15", 15, false),
-        ("dedicated-w11", 11, false),
+        ("shared", rs(15, false)),
+        ("zlib-rs-w15", rs(15, true)),
+        (
+            "dedicated-256kb",
+            Mode::Preset(CompressorPreset::SIZE_256KB),
+        ),
+        ("dedicated-16kb", Mode::Preset(CompressorPreset::SIZE_16KB)),
+        ("dedicated-3kb", Mode::Preset(CompressorPreset::SIZE_3KB)),
     ]
 }
 
@@ -35,10 +77,10 @@ fn compress(c: &mut Criterion) {
     for size in [100usize, 1024, 64 << 10] {
         let data = payload(size);
         group.throughput(Throughput::Bytes(size as u64));
-        for (mode, bits, no_takeover) in modes() {
-            let mut d = Deflater::new(bits, no_takeover);
+        for (name, mode) in modes() {
+            let mut d = mode.deflater();
             let mut out = Vec::with_capacity(size + 64);
-            group.bench_with_input(BenchmarkId::new(mode, size), &size, |b, _| {
+            group.bench_with_input(BenchmarkId::new(name, size), &size, |b, _| {
                 b.iter(|| {
                     out.clear();
                     d.compress(std::hint::black_box(&data), &mut out);
@@ -55,10 +97,10 @@ fn inflate(c: &mut Criterion) {
         let data = payload(size);
         // Each iteration inflates the 64 messages of a stream.
         group.throughput(Throughput::Bytes(64 * size as u64));
-        for (mode, bits, no_takeover) in modes() {
+        for (name, mode) in modes() {
             // A stream of compressed messages as the peer would send them; the
             // inflater must see them in order when context is kept.
-            let mut d = Deflater::new(bits, no_takeover);
+            let mut d = mode.deflater();
             let messages: Vec<Vec<u8>> = (0..64)
                 .map(|_| {
                     let mut z = Vec::new();
@@ -67,9 +109,9 @@ fn inflate(c: &mut Criterion) {
                 })
                 .collect();
             let mut out = Vec::with_capacity(size + 64);
-            group.bench_with_input(BenchmarkId::new(mode, size), &size, |b, _| {
+            group.bench_with_input(BenchmarkId::new(name, size), &size, |b, _| {
                 b.iter_batched_ref(
-                    || Inflater::new(bits, no_takeover),
+                    || mode.inflater(),
                     |inflater| {
                         for m in &messages {
                             out.clear();

@@ -99,7 +99,7 @@ fn shared_mode_interoperates_and_compresses() {
 
 #[test]
 fn dedicated_mode_interoperates_and_compresses_better() {
-    let (ext, sent, payload) = interop(Compression::Dedicated { window_bits: 15 });
+    let (ext, sent, payload) = interop(Compression::DEDICATED);
     assert_eq!(ext, "permessage-deflate");
     assert!(
         sent * 3 < payload,
@@ -114,8 +114,23 @@ fn dedicated_mode_interoperates_and_compresses_better() {
 
 #[test]
 fn small_windows_are_negotiated_and_work() {
-    let (ext, _, _) = interop(Compression::Dedicated { window_bits: 10 });
+    let (ext, _, _) = interop(Compression::dedicated_window_bits(10));
     assert_eq!(ext, "permessage-deflate; client_max_window_bits=10");
+}
+
+#[test]
+fn smallest_presets_interoperate_and_compress() {
+    use edgews::protocol::deflate::{CompressorPreset, DecompressorPreset};
+    let (ext, sent, payload) = interop(Compression::Dedicated {
+        compressor: CompressorPreset::SIZE_3KB,
+        decompressor: DecompressorPreset::SIZE_512B,
+    });
+    // Python offers client_max_window_bits: it is told to keep within 512 bytes.
+    assert_eq!(ext, "permessage-deflate; client_max_window_bits=9");
+    assert!(
+        sent * 2 < payload,
+        "sent {sent} bytes for {payload} bytes of payload"
+    );
 }
 
 #[test]

@@ -297,9 +297,7 @@ impl RoomServerConfig {
             .compression(match self.compression {
                 CompressionMode::Off => crate::runtime::Compression::Off,
                 CompressionMode::Shared => crate::runtime::Compression::Shared,
-                CompressionMode::Dedicated => {
-                    crate::runtime::Compression::Dedicated { window_bits: 15 }
-                }
+                CompressionMode::Dedicated => crate::runtime::Compression::DEDICATED,
             });
         if self.workers > 0 {
             cfg = cfg.workers(self.workers);
