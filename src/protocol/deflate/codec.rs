@@ -15,8 +15,9 @@
 //!   state sized by a preset. The small presets run on stock zlib, whose
 //!   memory follows `windowBits` and `memLevel` (zlib-rs allocates a fixed
 //!   64 Ki-entry hash table and a 32 KiB inflate window whatever is asked);
-//!   the largest (memLevel 8–9, or a 32 KiB inflater) on zlib-rs, where
-//!   stock zlib would save little memory and cost 2–4x the CPU.
+//!   the largest (32 KiB window and memLevel 8–9, or a 32 KiB inflater) on
+//!   zlib-rs, where stock zlib would save little memory and cost 2–4x the
+//!   CPU.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -78,8 +79,8 @@ impl Deflater {
     }
 
     /// A compressor sized by `preset` (values out of zlib's ranges are
-    /// clamped): on stock zlib for memLevel 1–7, on zlib-rs (which sizes its
-    /// hash table as memLevel 9 whatever it is told) for 8 and 9.
+    /// clamped): on zlib-rs for the largest ([`CompressorPreset::uses_zlib_rs`]),
+    /// on stock zlib below.
     pub fn with_preset(preset: CompressorPreset, no_context_takeover: bool) -> Self {
         if preset.uses_zlib_rs() {
             return Deflater::new(preset.window_bits, no_context_takeover);

@@ -77,12 +77,18 @@ impl CompressorPreset {
             && self.mem_level <= 9
     }
 
-    /// True when this preset runs on zlib-rs rather than stock zlib:
-    /// memLevel 8 and 9, where zlib-rs's fixed hash table (that of memLevel
-    /// 9) costs at most 64 KiB more than stock zlib's and it runs 2–4x
-    /// faster. Below, stock zlib's memory follows the preset.
+    /// True when this preset runs on zlib-rs rather than stock zlib: a
+    /// 32 KiB window with memLevel 8 or 9 (the `256kb` preset, the
+    /// default), where zlib-rs runs 2–4x faster. It costs more memory: it
+    /// allocates and clears a fixed 64 Ki-entry hash table, ~320 KB
+    /// resident from the first message, where stock zlib's buffers fill as
+    /// the window does (README's density table); a host short of memory
+    /// picks a smaller preset. Smaller
+    /// windows stay on stock zlib even at memLevel 8: its memory follows
+    /// them, and zlib-rs matches worse within them (on chat-like JSON with a
+    /// 512-byte window, 0.765 of the input against stock zlib's 0.618).
     pub const fn uses_zlib_rs(self) -> bool {
-        self.mem_level >= 8
+        self.window_bits >= 15 && self.mem_level >= 8
     }
 
     /// The preset of this name (`"3kb"` … `"256kb"`, as in [`Self::ALL`]).
