@@ -22,6 +22,11 @@
 # echo100x64k, echo100x256k (100 connections, one binary message of that size
 # in flight each), fanout1000, fanout1000x1k, fanout1000x16k, fanout10000,
 # fanout10000x1k (C subscribers, one publisher, 16 B, 1 KiB or 16 KiB).
+# Any echoCxNk (C connections, N KiB binary) and fanoutC / fanoutCxNk (C
+# subscribers, 16 B or N KiB publishes) is accepted too; the grid of sizes
+# 16 B..256 KiB by 1..10,000 subscribers is
+#   --scenarios "echo100 echo100x1k echo100x16k echo100x64k echo100x256k"
+#   --scenarios "fanout1 fanout1x1k fanout1x16k fanout1x64k fanout1x256k"   (and 100, 1000, 10000)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -36,7 +41,7 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift 2 ;;
     --baseline) baseline="$(realpath "$2")"; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -84,7 +89,21 @@ scenario_args() { # name
     fanout1000x16k) echo "fanout -c 1000 --publishers 1 --size 16384" ;;
     fanout10000) echo "fanout -c 10000 --publishers 1 --size 16 --threads 1" ;;
     fanout10000x1k) echo "fanout -c 10000 --publishers 1 --size 1024 --threads 1" ;;
-    *) echo "compare.sh: unknown scenario $1" >&2; exit 2 ;;
+    *)
+      # The grid (issue 12): echoCxNk = C connections, one N KiB binary
+      # message in flight each; fanoutC = C subscribers, 16 B publishes;
+      # fanoutCxNk = N KiB publishes. 10,000 subscribers take one load thread.
+      if [[ "$1" =~ ^echo([0-9]+)x([0-9]+)k$ ]]; then
+        echo "echo -c ${BASH_REMATCH[1]} --size $((BASH_REMATCH[2] * 1024)) --binary"
+      elif [[ "$1" =~ ^fanout([0-9]+)(x([0-9]+)k)?$ ]]; then
+        local c=${BASH_REMATCH[1]} size=16
+        [ -z "${BASH_REMATCH[3]}" ] || size=$((BASH_REMATCH[3] * 1024))
+        local extra=""
+        [ "$c" -lt 10000 ] || extra="--threads 1"
+        echo "fanout -c $c --publishers 1 --size $size $extra"
+      else
+        echo "compare.sh: unknown scenario $1" >&2; exit 2
+      fi ;;
   esac
 }
 wait_port() {

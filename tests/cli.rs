@@ -403,3 +403,55 @@ fn with_a_key_there_is_no_sample_token_and_no_dev_endpoint() {
     );
     assert!(rx.try_iter().all(|(is_err, _)| is_err), "nothing on stdout");
 }
+
+#[test]
+fn dev_mode_prints_a_working_admin_token_when_the_admin_api_listens() {
+    let dir = TempDir::new("serve-admin");
+    let (_server, rx) = spawn(
+        &dir,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--set",
+            "admin.listen=127.0.0.1:0",
+        ],
+        &[],
+    );
+    let start = Instant::now();
+    let curl = loop {
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        let (_, line) = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no admin curl line within {DEADLINE:?}"));
+        if line.trim_start().starts_with("curl ") {
+            break line;
+        }
+    };
+    let token = curl
+        .split("Bearer ")
+        .nth(1)
+        .and_then(|t| t.split('\'').next())
+        .expect("token in the curl line");
+    let saved = std::fs::read_to_string(dir.0.join(".edgews/dev-admin-token")).expect("saved");
+    assert_eq!(saved.trim(), token);
+    let url = curl.split_whitespace().last().expect("url");
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("address in the URL");
+    use std::io::{Read, Write};
+    let ask = |auth: &str| {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        write!(s, "GET /api/admin/rooms HTTP/1.1\r\nHost: x\r\n{auth}\r\n").expect("send");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let resp = ask(&format!("Authorization: Bearer {token}\r\n"));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(ask("").starts_with("HTTP/1.1 401"));
+}

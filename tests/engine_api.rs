@@ -1,5 +1,6 @@
 //! Embedding API features over real sockets: the per-connection handler
-//! timer, the per-IP connection limit and trusted proxies' `X-Forwarded-For`.
+//! timer, the per-IP connection limit, trusted proxies' `X-Forwarded-For`,
+//! and `notify` (acting on a connection of another worker).
 
 mod common;
 
@@ -186,5 +187,175 @@ fn untrusted_peer_forwarded_for_is_not_believed() {
     assert!(
         head.contains("ip.127-0-0-1"),
         "peer address, not the header: {head}"
+    );
+}
+
+/// In-order joins: "join" subscribes to `r`; "after" publishes m1..m3
+/// through the handle (they wait in this worker's channel), then joins `r`
+/// with `subscribe_in_order` (or plainly with "plain"), then publishes m4
+/// and m5 itself.
+struct Ordered;
+
+impl Handler for Ordered {
+    type Data = ();
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, Reject> {
+        Ok(Accept::new(()))
+    }
+    fn on_message(&mut self, conn: &mut Conn<'_, ()>, msg: Message<'_>) {
+        match msg {
+            Message::Text("join") => {
+                conn.subscribe("r");
+                conn.send_text("joined");
+            }
+            Message::Text(t @ ("after" | "plain")) => {
+                let handle = conn.handle().clone();
+                for n in 1..=3 {
+                    handle.publish("r", Message::Text(&format!("m{n}")));
+                }
+                if t == "after" {
+                    conn.subscribe_in_order("r");
+                } else {
+                    conn.subscribe("r");
+                }
+                conn.publish("r", Message::Text("m4"));
+                conn.publish("r", Message::Text("m5"));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads text messages until `last` arrives (bounded by the read timeout).
+fn read_until(ws: &mut common::Ws, last: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let t = read_text(ws);
+        let done = t == last;
+        got.push(t);
+        if done {
+            return got;
+        }
+    }
+    panic!("no {last} in {got:?}");
+}
+
+#[test]
+fn subscribe_in_order_skips_what_was_sent_before_and_keeps_order() {
+    let server = TestServer::start(config().workers(1), |_| Ordered);
+    let mut member = connect(server.addr);
+    member.send(TMessage::text("join")).unwrap();
+    assert_eq!(read_text(&mut member), "joined");
+    let mut late = connect(server.addr);
+    late.send(TMessage::text("after")).unwrap();
+    // m1..m3 were still in the worker's channel when `late` joined.
+    assert_eq!(read_until(&mut late, "m5"), ["m4", "m5"]);
+    assert_eq!(
+        read_until(&mut member, "m5"),
+        ["m1", "m2", "m3", "m4", "m5"],
+        "the worker's own publishes come after the ones sent to it before"
+    );
+    // A plain join gets the publishes that were on their way: what the
+    // first assertion checks is the in-order join, not the timing.
+    let mut plain = connect(server.addr);
+    plain.send(TMessage::text("plain")).unwrap();
+    assert_eq!(read_until(&mut plain, "m5"), ["m1", "m2", "m3", "m4", "m5"]);
+    server.stop();
+}
+
+/// Connections register under a name ("name X"); "notify X P" hands payload
+/// P to X's handler through `Conn::notify`. The notified connection leaves
+/// room "r" (as an application's kick would) and reports on which worker
+/// its handler ran.
+struct Notified {
+    names: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, edgews::runtime::ConnId>>,
+    >,
+}
+
+impl Handler for Notified {
+    type Data = ();
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, Reject> {
+        Ok(Accept::new(()))
+    }
+    fn on_open(&mut self, conn: &mut Conn<'_, ()>) {
+        conn.subscribe("r");
+        conn.send_text(&format!("worker {}", conn.id().worker()));
+    }
+    fn on_message(&mut self, conn: &mut Conn<'_, ()>, msg: Message<'_>) {
+        let Message::Text(t) = msg else { return };
+        if let Some(name) = t.strip_prefix("name ") {
+            self.names.lock().unwrap().insert(name.into(), conn.id());
+            conn.send_text("named");
+        } else if let Some(rest) = t.strip_prefix("notify ") {
+            let (name, payload) = rest.split_once(' ').unwrap_or((rest, ""));
+            let id = self.names.lock().unwrap().get(name).copied();
+            let sent = id.is_some_and(|id| conn.notify(id, payload.as_bytes()));
+            conn.send_text(&format!("sent {sent}"));
+        }
+    }
+    fn on_notify(&mut self, conn: &mut Conn<'_, ()>, payload: &[u8]) {
+        let was_member = conn.unsubscribe("r");
+        conn.publish("r", Message::Text("someone left"));
+        conn.send_text(&format!(
+            "notified {} on worker {} (was member: {was_member})",
+            String::from_utf8_lossy(payload),
+            conn.id().worker()
+        ));
+    }
+}
+
+#[test]
+fn notify_runs_the_targets_handler_on_its_own_worker() {
+    // `notify` is a worker command: the connection slot does not grow for it.
+    let slot = edgews::runtime::connection_bytes::<()>();
+    assert!(slot <= 48, "Connection<()> grew to {slot} bytes");
+    let names = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let mut cfg = config();
+    cfg.workers = 2;
+    let n = names.clone();
+    let server = TestServer::start(cfg, move |_| Notified { names: n.clone() });
+    // One connection on each worker (at most 20 tries).
+    let mut on: [Option<common::Ws>; 2] = [None, None];
+    for _ in 0..20 {
+        let mut ws = connect(server.addr);
+        let w: usize = read_text(&mut ws)[7..].parse().unwrap();
+        on[w].get_or_insert(ws);
+        if on.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let [Some(mut a), Some(mut b)] = on else {
+        panic!("the two workers never both got a connection in 20 tries");
+    };
+    a.send(TMessage::text("name a")).unwrap();
+    assert_eq!(read_text(&mut a), "named");
+    // b (worker 1) notifies a (worker 0): a's own handler runs, on worker 0.
+    b.send(TMessage::text("notify a kick")).unwrap();
+    assert_eq!(read_text(&mut b), "sent true");
+    assert_eq!(
+        read_text(&mut a),
+        "notified kick on worker 0 (was member: true)"
+    );
+    // a left "r" in its handler: b (still a member) hears it, a does not.
+    assert_eq!(read_text(&mut b), "someone left");
+    // From a thread of its own, through the ServerHandle.
+    let id = names.lock().unwrap()["a"];
+    assert!(server.handle.notify(id, b"again"));
+    assert_eq!(
+        read_text(&mut a),
+        "notified again on worker 0 (was member: false)"
+    );
+    assert_eq!(read_text(&mut b), "someone left");
+    // A stale id: once a is gone, notifying it does nothing (b hears nothing).
+    a.close(None).unwrap();
+    while a.read().is_ok() {}
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(server.handle.notify(id, b"late"), "the worker is there");
+    b.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        b.read().is_err(),
+        "a closed connection's handler never runs"
     );
 }

@@ -185,43 +185,80 @@ fn a_client_that_never_reads_is_flow_controlled_not_buffered() {
     }
 }
 
-#[test]
-fn hard_limit_closes_with_1008_when_sends_ignore_backpressure() {
-    use edgews::protocol::Message;
-    use edgews::runtime::{Accept, Conn, Handler, Reject, Request};
-    /// Answers every message with 64 copies of a 64 KiB blob, ignoring backpressure.
-    struct Flood;
-    impl Handler for Flood {
-        type Data = ();
-        fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, Reject> {
-            Ok(Accept::new(()))
-        }
-        fn on_message(&mut self, conn: &mut Conn<'_, ()>, _: Message<'_>) {
-            let blob = vec![7u8; 64 << 10];
-            for _ in 0..64 {
-                conn.send_binary(&blob);
-            }
+/// Answers every message with `total` bytes of `blob`-sized messages, ignoring backpressure.
+struct Flood {
+    blob: usize,
+    total: usize,
+}
+
+impl edgews::runtime::Handler for Flood {
+    type Data = ();
+    fn on_upgrade(
+        &mut self,
+        _: &edgews::runtime::Request<'_>,
+    ) -> Result<edgews::runtime::Accept<()>, edgews::runtime::Reject> {
+        Ok(edgews::runtime::Accept::new(()))
+    }
+    fn on_message(
+        &mut self,
+        conn: &mut edgews::runtime::Conn<'_, ()>,
+        _: edgews::protocol::Message<'_>,
+    ) {
+        let blob = vec![7u8; self.blob];
+        for _ in 0..self.total / self.blob {
+            conn.send_binary(&blob);
         }
     }
+}
+
+/// Starts a [`Flood`] server and a client that reads slowly (4 KiB receive
+/// buffer), which asks for a flood.
+fn flood(blob: usize, total: usize) -> (TestServer, Raw) {
     let cfg = config()
         .workers(1)
         .backpressure_bytes(64 << 10)
         .max_queued_bytes(1 << 20);
-    let server = TestServer::start(cfg, |_| Flood);
+    let server = TestServer::start(cfg, move |_| Flood { blob, total });
     let mut raw = Raw::connect(server.addr);
     socket2::SockRef::from(&raw.stream)
         .set_recv_buffer_size(4096)
         .unwrap();
     raw.text("go");
-    std::thread::sleep(Duration::from_millis(200));
-    raw.text("go again");
-    // Reading now: some binaries, then the close with 1008.
-    assert_eq!(raw.expect_close().0, CloseCode::POLICY_VIOLATION.get());
-    let closes: u64 = server
+    (server, raw)
+}
+
+fn queue_limit_closes(server: &TestServer) -> u64 {
+    server
         .handle
         .worker_stats()
         .iter()
         .map(|s| s.queue_limit_closes.get())
-        .sum();
-    assert!(closes >= 1);
+        .sum()
+}
+
+#[test]
+fn hard_limit_closes_with_1008_when_sends_ignore_backpressure() {
+    // 48 KiB messages are queued whole during the callback, so the limit is
+    // reached before the socket takes much: the close follows ~1 MiB.
+    let (server, mut raw) = flood(48 << 10, 4 << 20);
+    std::thread::sleep(Duration::from_millis(200));
+    raw.text("go again");
+    // Reading now: some binaries, then the close with 1008.
+    assert_eq!(raw.expect_close().0, CloseCode::POLICY_VIOLATION.get());
+    assert!(queue_limit_closes(&server) >= 1);
+}
+
+#[test]
+fn hard_limit_holds_for_messages_written_straight_from_the_sender() {
+    // From 64 KiB a message is written to the socket as it is sent, so the
+    // socket's buffer fills first (up to net.ipv4.tcp_wmem's maximum, 4 MiB
+    // here), then the queue, to its limit: 16 MiB closes the connection
+    // with 1008 all the same. (Its close frame waits behind what the kernel
+    // already holds, which this 4 KiB reader takes longer than the close
+    // timeout to drain; so the server's count is checked.)
+    let (server, _raw) = flood(64 << 10, 16 << 20);
+    assert!(
+        common::wait_until(Duration::from_secs(10), || queue_limit_closes(&server) >= 1),
+        "the queue limit did not close the flooded connection"
+    );
 }

@@ -12,6 +12,7 @@
 //! remembered as needed; the next bytes continue where these stopped.
 
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
 use super::close::{parse_close_payload, CloseFrame};
 use super::error::ProtocolError;
@@ -189,6 +190,78 @@ impl<R: Role> Decoder<R> {
         })
     }
 
+    /// Room to read the rest of the current data frame's payload into
+    /// directly, skipping the copy from a receive buffer: the message
+    /// buffer's spare capacity, at most the bytes the frame still has and at
+    /// most `max` (the buffer grows as [`Decoder::decode`] would grow it for
+    /// a read of that size). `None` unless a data frame with at least `min`
+    /// payload bytes to come is in progress. Pass what was read to
+    /// [`Decoder::payload_filled`], then call [`Decoder::decode`] (with
+    /// empty input) for the events it completed.
+    pub fn payload_room(
+        &mut self,
+        min: usize,
+        max: usize,
+        cfg: &DecoderConfig,
+    ) -> Option<&mut [MaybeUninit<u8>]> {
+        let p = self.partial.as_deref_mut()?;
+        p.release_loan();
+        let f = p.frame.as_ref()?;
+        let m = p.message.as_mut()?;
+        if f.opcode.is_control() || f.remaining < min.max(1) as u64 {
+            return None;
+        }
+        // Bounded by the message limit, checked against the frame header.
+        let remaining = usize::try_from(f.remaining).unwrap_or(usize::MAX);
+        let chunk = remaining.min(max.max(1));
+        reserve_for(
+            &mut m.buf,
+            chunk,
+            (remaining - chunk) as u64,
+            f.fin,
+            cfg.max_message_bytes,
+        );
+        let room = (m.buf.capacity() - m.buf.len()).min(remaining);
+        Some(&mut m.buf.spare_capacity_mut()[..room])
+    }
+
+    /// Takes the first `n` bytes of the room [`Decoder::payload_room`] gave
+    /// as the frame's next payload bytes: unmasks them in place and checks
+    /// them as UTF-8 in a text message.
+    ///
+    /// # Safety
+    ///
+    /// Since that call, nothing else was called on the decoder, and the
+    /// first `n` bytes of the room it returned were initialised (written by
+    /// a read); `n` is at most the room's length.
+    pub unsafe fn payload_filled(&mut self, n: usize) -> Result<(), ProtocolError> {
+        let p = self
+            .partial
+            .as_deref_mut()
+            .expect("payload_filled without payload_room");
+        let (Some(f), Some(m)) = (p.frame.as_mut(), p.message.as_mut()) else {
+            panic!("payload_filled without payload_room");
+        };
+        let start = m.buf.len();
+        assert!(
+            n as u64 <= f.remaining && n <= m.buf.capacity() - start,
+            "payload_filled past the room"
+        );
+        // SAFETY: the caller initialised these n bytes of spare capacity,
+        // which the assertion above bounds to the buffer's capacity.
+        unsafe { m.buf.set_len(start + n) };
+        let chunk = &mut m.buf[start..];
+        if let Some(mask) = f.mask {
+            apply_mask(chunk, mask, (f.done & 3) as usize);
+        }
+        f.done += n as u64;
+        f.remaining -= n as u64;
+        if !m.binary && !m.compressed {
+            m.utf8.feed(&m.buf[start..])?;
+        }
+        Ok(())
+    }
+
     /// Decodes the next event from `input`.
     ///
     /// Returns `Ok(None)` once `input` is used up (partial data is kept for the
@@ -200,11 +273,7 @@ impl<R: Role> Decoder<R> {
         cfg: &DecoderConfig,
     ) -> Result<Option<Event<'s>>, ProtocolError> {
         if let Some(p) = self.partial.as_deref_mut() {
-            match std::mem::replace(&mut p.lent, Lent::Nothing) {
-                Lent::Nothing => {}
-                Lent::Message => p.message = None,
-                Lent::Control => p.control_len = 0,
-            }
+            p.release_loan();
         }
         let Some(ready) = self.next_ready(input, cfg)? else {
             if self.partial.as_deref().is_some_and(Partial::is_empty) {
@@ -412,6 +481,15 @@ impl Partial {
             control_len: 0,
             lent: Lent::Nothing,
         })
+    }
+
+    /// Ends the loan of the last event (its buffer is reused or dropped).
+    fn release_loan(&mut self) {
+        match std::mem::replace(&mut self.lent, Lent::Nothing) {
+            Lent::Nothing => {}
+            Lent::Message => self.message = None,
+            Lent::Control => self.control_len = 0,
+        }
     }
 
     fn is_empty(&self) -> bool {

@@ -7,8 +7,13 @@
 //! publish costs one frame encode in total and no lock.
 //!
 //! The API is on [`crate::runtime::Conn`] (`subscribe`, `unsubscribe`,
-//! `publish`, `publish_others`, `rooms`) and on
+//! `publish`, `publish_others`, `rooms`, `subscribe_in_order`) and on
 //! [`crate::runtime::ServerHandle`] (`publish`, `room_size`) for other threads.
+//!
+//! Order: each worker delivers publishes in the order they were sent. Other
+//! workers' publishes arrive through the worker's FIFO command channel, and
+//! a worker that publishes (or joins with `subscribe_in_order`) first fans
+//! out what is waiting in its channel.
 //! Slow members are bounded by [`crate::runtime::Config::backpressure_bytes`]
 //! and [`crate::runtime::SlowConsumerPolicy`].
 

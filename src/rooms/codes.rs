@@ -35,11 +35,32 @@ pub enum ErrorCode {
     RateLimited,
     /// A server fault; the request may be retried.
     Internal,
+    /// Banned from this room (or from the server).
+    Banned,
+    /// Muted in this room: messages are refused until unmuted.
+    Muted,
+    /// A moderated room: only its moderators post.
+    Moderated,
+    /// A private room: joining needs an invite (or its password).
+    NotInvited,
+    /// `create` of a room that exists already.
+    RoomExists,
+    /// The request names a room that has not been created.
+    RoomNotFound,
+    /// The user named by a moderation request is not in the room.
+    UserNotInRoom,
+    /// A moderation or settings limit was reached (the message names it).
+    LimitExceeded,
+    /// The admin API has no such route.
+    NotFound,
+    /// `history` on a node scaled out through Redis: each node's history
+    /// holds only what was published on it until history lives in Redis.
+    HistoryUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and metrics.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
@@ -53,6 +74,16 @@ impl ErrorCode {
         ErrorCode::UserOffline,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
+        ErrorCode::Banned,
+        ErrorCode::Muted,
+        ErrorCode::Moderated,
+        ErrorCode::NotInvited,
+        ErrorCode::RoomExists,
+        ErrorCode::RoomNotFound,
+        ErrorCode::UserNotInRoom,
+        ErrorCode::LimitExceeded,
+        ErrorCode::NotFound,
+        ErrorCode::HistoryUnavailable,
     ];
 
     /// The code as it appears on the wire.
@@ -71,6 +102,16 @@ impl ErrorCode {
             ErrorCode::UserOffline => "user_offline",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
+            ErrorCode::Banned => "banned",
+            ErrorCode::Muted => "muted",
+            ErrorCode::Moderated => "moderated",
+            ErrorCode::NotInvited => "not_invited",
+            ErrorCode::RoomExists => "room_exists",
+            ErrorCode::RoomNotFound => "room_not_found",
+            ErrorCode::UserNotInRoom => "user_not_in_room",
+            ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::HistoryUnavailable => "history_unavailable",
         }
     }
 }
@@ -81,3 +122,10 @@ pub const CLOSE_UNAUTHORIZED: CloseCode = CloseCode::new(4001);
 pub const CLOSE_TOKEN_EXPIRED: CloseCode = CloseCode::new(4003);
 /// Kept sending over the rate limit.
 pub const CLOSE_RATE_LIMIT: CloseCode = CloseCode::new(4008);
+/// Banned from the server (a server-wide ban by an admin).
+pub const CLOSE_BANNED: CloseCode = CloseCode::new(4009);
+/// Closed by an administrator (`POST /api/admin/users/{user}/disconnect`).
+pub const CLOSE_DISCONNECTED: CloseCode = CloseCode::new(4010);
+/// The user already has `max_connections_per_user` connections (on any
+/// node, with a broker).
+pub const CLOSE_TOO_MANY_CONNECTIONS: CloseCode = CloseCode::new(4029);

@@ -98,6 +98,10 @@ pub struct RoomServerConfig {
     pub max_rooms_per_connection: usize,
     /// Most distinct users in one room (0: unlimited; `room_full` past it).
     pub max_members_per_room: usize,
+    /// Most connections one user may have open (0: unlimited; close 4029
+    /// past it). With `broker = "redis"` it counts the user's connections
+    /// on every node.
+    pub max_connections_per_user: usize,
     /// Time a connection opened without a token has to send `auth` (close 4001).
     pub auth_timeout_secs: u64,
     /// Server pings after this much silence (0: never).
@@ -139,6 +143,72 @@ pub struct RoomServerConfig {
     pub auth: AuthConfig,
     /// TLS (wss): both files or neither.
     pub tls: Option<TlsConfig>,
+    /// Scale-out: `none` (one node, everything in-process) or `redis`
+    /// (rooms, presence and private messages shared through `redis.url`;
+    /// see docs/scale-out.md).
+    pub broker: BrokerKind,
+    /// The Redis broker's settings (used with `broker = "redis"`).
+    pub redis: RedisConfig,
+    /// On SIGTERM/SIGINT, each client is told to reconnect after a delay
+    /// spread evenly over this window (`{"type":"drain","reconnect_after_ms":..}`)
+    /// before the 1001 close, so the other nodes take the reconnects
+    /// gradually (0: no hint, close at once).
+    pub drain_window_secs: u64,
+    /// The admin HTTP API (its own listener; off unless `admin.listen` is set).
+    pub admin: AdminConfig,
+    /// Room history: store, limits (`docs/protocol.md`, "History and recovery").
+    pub history: super::history::HistoryConfig,
+}
+
+/// Which broker spans rooms over several nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum BrokerKind {
+    /// One node: rooms live in this process only (the default).
+    #[default]
+    None,
+    /// Redis pub/sub (sharded channels) and Redis keys for presence.
+    Redis,
+}
+
+/// The Redis broker's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
+    pub url: String,
+    /// Prefix of every key and channel (several clusters can share one Redis).
+    pub prefix: String,
+    /// Room and user channels are hashed onto this many shard channels; a
+    /// node subscribes only to the shards of its local rooms and users.
+    pub shards: u32,
+    /// A node's heartbeat key lives this long; a node silent for longer is
+    /// dead and the survivors remove its users.
+    pub node_ttl_secs: u64,
+    /// How often a node sends a probe through its own channel; a
+    /// subscription that sees no probe for 3 intervals is wedged and redone.
+    pub probe_interval_ms: u64,
+    /// Publishes gathered this long (microseconds) go to Redis in one pipeline.
+    pub batch_micros: u64,
+    /// Operations waiting for Redis, at most (past it they are dropped and
+    /// counted, and the affected rooms get a `gap` event).
+    pub max_pending: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379/".into(),
+            prefix: "edgews".into(),
+            shards: 64,
+            node_ttl_secs: 10,
+            probe_interval_ms: 1000,
+            batch_micros: 200,
+            max_pending: 65_536,
+        }
+    }
 }
 
 /// A named set of defaults.
@@ -245,6 +315,43 @@ pub struct TlsConfig {
     pub key_file: PathBuf,
 }
 
+/// The admin HTTP API (`docs/protocol.md`, "Admin HTTP API").
+///
+/// It listens on an address of its own, never on the WebSocket port, so it
+/// can be kept on a private interface. With `listen` set and no token, every
+/// request is refused with 403 (the API is disabled, and says so).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AdminConfig {
+    /// Address of the admin API (unset: no admin API).
+    pub listen: Option<SocketAddr>,
+    /// Bearer token for every admin route (prefer `token_file`: this one
+    /// shows in `--print-config`).
+    pub token: Option<String>,
+    /// File holding the bearer token for every admin route.
+    pub token_file: Option<PathBuf>,
+    /// Bearer token for the read-only routes (`GET`); 403 on the others.
+    pub read_token: Option<String>,
+    /// File holding the read-only bearer token.
+    pub read_token_file: Option<PathBuf>,
+    /// Largest request body (JSON) in bytes; larger ones get 400.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            token: None,
+            token_file: None,
+            read_token: None,
+            read_token_file: None,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
 impl Default for RoomServerConfig {
     fn default() -> Self {
         RoomServerConfig {
@@ -258,6 +365,7 @@ impl Default for RoomServerConfig {
             max_message_bytes: 64 << 10,
             max_rooms_per_connection: 100,
             max_members_per_room: 0,
+            max_connections_per_user: 0,
             auth_timeout_secs: 5,
             ping_interval_secs: 25,
             idle_timeout_secs: 60,
@@ -275,6 +383,11 @@ impl Default for RoomServerConfig {
             rate_limit: RateLimitConfig::default(),
             auth: AuthConfig::default(),
             tls: None,
+            broker: BrokerKind::None,
+            redis: RedisConfig::default(),
+            drain_window_secs: 5,
+            admin: AdminConfig::default(),
+            history: super::history::HistoryConfig::default(),
         }
     }
 }
@@ -333,6 +446,7 @@ pub const NON_CONFIG_ENV: &[&str] = &[
     "EDGEWS_WSTEST_HOME",
     "EDGEWS_BIN",
     "EDGEWS_SERVER_CPU",
+    "EDGEWS_REQUIRE_REDIS",
 ];
 
 /// The prefix of configuration environment variables.
@@ -663,6 +777,31 @@ impl RoomServerConfig {
                 format!("must be 1 to 3600, not {}", rl.abuse_window_secs),
             );
         }
+        let h = &self.history;
+        if h.size > 1_000_000 {
+            return err(
+                "history.size",
+                format!("must be at most 1000000, not {}", h.size),
+            );
+        }
+        if !(1..=100_000).contains(&h.max_limit) {
+            return err(
+                "history.max_limit",
+                format!("must be 1 to 100000, not {}", h.max_limit),
+            );
+        }
+        if !(1..=h.max_limit).contains(&h.default_limit) {
+            return err(
+                "history.default_limit",
+                format!("must be 1 to history.max_limit, not {}", h.default_limit),
+            );
+        }
+        if h.max_memory_bytes < 1 << 16 {
+            return err(
+                "history.max_memory_bytes",
+                format!("must be at least 65536, not {}", h.max_memory_bytes),
+            );
+        }
         let a = &self.auth;
         let keys = [
             ("auth.hs256_secret", a.hs256_secret.is_some()),
@@ -695,10 +834,92 @@ impl RoomServerConfig {
         if a.dev_secret_file.as_os_str().is_empty() {
             return err("auth.dev_secret_file", "must not be empty".into());
         }
+        let r = &self.redis;
+        if self.broker == BrokerKind::Redis {
+            let scheme = r.url.split_once("://").map(|(s, _)| s);
+            if !matches!(scheme, Some("redis" | "rediss" | "unix" | "redis+unix")) {
+                return err(
+                    "redis.url",
+                    format!(
+                        "`{}` is not a Redis URL (redis://host:port, rediss:// for TLS)",
+                        r.url
+                    ),
+                );
+            }
+        }
+        if r.prefix.is_empty() || r.prefix.len() > 64 || r.prefix.contains(char::is_whitespace) {
+            return err(
+                "redis.prefix",
+                format!("must be 1 to 64 bytes without spaces, not `{}`", r.prefix),
+            );
+        }
+        if !(1..=65_536).contains(&r.shards) {
+            return err(
+                "redis.shards",
+                format!("must be 1 to 65536, not {}", r.shards),
+            );
+        }
+        if !(2..=3600).contains(&r.node_ttl_secs) {
+            return err(
+                "redis.node_ttl_secs",
+                format!("must be 2 to 3600, not {}", r.node_ttl_secs),
+            );
+        }
+        if r.probe_interval_ms < 50 || r.probe_interval_ms * 2 > r.node_ttl_secs * 1000 {
+            return err(
+                "redis.probe_interval_ms",
+                format!(
+                    "must be at least 50 and at most half of node_ttl_secs, not {}",
+                    r.probe_interval_ms
+                ),
+            );
+        }
+        if r.batch_micros > 100_000 {
+            return err(
+                "redis.batch_micros",
+                format!("must be at most 100000, not {}", r.batch_micros),
+            );
+        }
+        if r.max_pending == 0 {
+            return err("redis.max_pending", "must be at least 1".into());
+        }
+        if self.drain_window_secs > 3600 {
+            return err(
+                "drain_window_secs",
+                format!("must be at most 3600, not {}", self.drain_window_secs),
+            );
+        }
         if let Some(tls) = &self.tls {
             if tls.cert_file.as_os_str().is_empty() || tls.key_file.as_os_str().is_empty() {
                 return err("tls", "needs both cert_file and key_file".into());
             }
+        }
+        let ad = &self.admin;
+        for (key, token) in [
+            ("admin.token", &ad.token),
+            ("admin.read_token", &ad.read_token),
+        ] {
+            if token.as_ref().is_some_and(|t| t.trim().len() < 16) {
+                return err(key, "must be at least 16 bytes".into());
+            }
+        }
+        if ad.token.is_some() && ad.token_file.is_some() {
+            return err(
+                "admin.token_file",
+                "set admin.token or admin.token_file, not both".into(),
+            );
+        }
+        if ad.read_token.is_some() && ad.read_token_file.is_some() {
+            return err(
+                "admin.read_token_file",
+                "set admin.read_token or admin.read_token_file, not both".into(),
+            );
+        }
+        if !(1024..=64 << 20).contains(&ad.max_body_bytes) {
+            return err(
+                "admin.max_body_bytes",
+                format!("must be 1024 to 67108864, not {}", ad.max_body_bytes),
+            );
         }
         self.engine_config()
             .map(drop)
@@ -725,6 +946,14 @@ fn schema() -> Table {
         }),
         trusted_proxies: vec![String::new()],
         allowed_origins: vec![String::new()],
+        admin: AdminConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            token: Some(String::new()),
+            token_file: Some(PathBuf::new()),
+            read_token: Some(String::new()),
+            read_token_file: Some(PathBuf::new()),
+            ..AdminConfig::default()
+        },
         ..RoomServerConfig::default()
     };
     Table::try_from(cfg).expect("every field of the config has a TOML form")
@@ -956,6 +1185,32 @@ mod tests {
         s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         })
+    }
+
+    #[test]
+    fn the_redis_broker_is_configured_checked_and_printed_back() {
+        let cfg = load(
+            Some("broker = \"redis\"\n[redis]\nshards = 16\n"),
+            &[
+                ("EDGEWS_REDIS__URL", "rediss://cache.internal:6380/2"),
+                ("EDGEWS_REQUIRE_REDIS", "1"),
+            ],
+            &[("redis.node_ttl_secs", "4"), ("drain_window_secs", "30")],
+        )
+        .unwrap();
+        assert_eq!(cfg.broker, BrokerKind::Redis);
+        assert_eq!(cfg.redis.url, "rediss://cache.internal:6380/2");
+        assert_eq!((cfg.redis.shards, cfg.redis.node_ttl_secs), (16, 4));
+        assert_eq!(cfg.drain_window_secs, 30);
+        let printed = load(Some(&cfg.to_toml()), &[], &[]).unwrap();
+        assert_eq!(printed, cfg, "--print-config loads back the same");
+        let e = load(None, &[], &[("broker", "redis"), ("redis.url", "http://x")]).unwrap_err();
+        assert_eq!(e.key_name(), Some("redis.url"), "{e}");
+        let e = load(None, &[], &[("redis.probe_interval_ms", "6000")]).unwrap_err();
+        assert_eq!(e.key_name(), Some("redis.probe_interval_ms"), "{e}");
+        let e = load(None, &[], &[("broker", "kafka")]).unwrap_err();
+        assert_eq!(e.key_name(), Some("broker"), "{e}");
+        assert_eq!(RoomServerConfig::default().broker, BrokerKind::None);
     }
 
     #[test]
@@ -1375,5 +1630,10 @@ mod tests {
         assert_eq!(section("rate_limit"), fields::<RateLimitConfig>());
         assert_eq!(section("auth"), fields::<AuthConfig>());
         assert_eq!(section("tls"), fields::<TlsConfig>());
+        assert_eq!(section("admin"), fields::<AdminConfig>());
+        assert_eq!(
+            section("history"),
+            fields::<super::super::history::HistoryConfig>()
+        );
     }
 }

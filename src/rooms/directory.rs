@@ -340,6 +340,11 @@ impl Directory {
         }
     }
 
+    /// Whether user `id` is a member of `room` (through any connection).
+    pub fn has_member(&self, room: &Room, id: &str) -> bool {
+        lock(&room.members).contains_key(id)
+    }
+
     /// Users with at least one connection.
     pub fn users_online(&self) -> usize {
         self.users_online.load(Ordering::Relaxed)
@@ -348,6 +353,38 @@ impl Directory {
     /// Rooms with at least one member.
     pub fn rooms_open(&self) -> usize {
         self.rooms_open.load(Ordering::Relaxed)
+    }
+
+    /// Rooms by name after `cursor`, up to `limit` of them: the open rooms'
+    /// total, the page, and the cursor of the next page. Scans every shard
+    /// (admin API only, not a request path).
+    pub fn rooms_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> (usize, Vec<Arc<Room>>, Option<String>) {
+        let limit = limit.max(1);
+        let mut total = 0;
+        let mut after: Vec<Arc<Room>> = Vec::new();
+        for shard in self.rooms.iter() {
+            let rooms = lock(shard);
+            total += rooms.len();
+            after.extend(
+                rooms
+                    .iter()
+                    .filter(|r| cursor.is_none_or(|c| r.0.name() > c))
+                    .map(|r| r.0.clone()),
+            );
+            // Keep only the first `limit + 1` names while scanning many rooms.
+            if after.len() > 4 * (limit + 1) {
+                after.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+                after.truncate(limit + 1);
+            }
+        }
+        after.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let next = (after.len() > limit).then(|| after[limit - 1].name().to_owned());
+        after.truncate(limit);
+        (total, after, next)
     }
 
     /// The `n` rooms with the most members, largest first.
@@ -495,6 +532,42 @@ impl<T> Few<T> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Everything the directory holds, for the broker's resync after Redis
+/// came back (see `rooms::broker`).
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// `(user, status, connections)` of every online user.
+    pub users: Vec<(Arc<User>, Status, usize)>,
+    /// `(room, [(user id, connections in the room)])` of every open room.
+    pub rooms: Vec<(String, Vec<(String, u32)>)>,
+}
+
+impl Directory {
+    /// A copy of every user and room (one shard locked at a time, so it is
+    /// consistent per user and per room, not across them).
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot::default();
+        for shard in self.users.iter() {
+            for u in lock(shard).iter() {
+                let state = lock(&u.0.state);
+                snap.users
+                    .push((u.0.clone(), state.status, state.conns.len()));
+            }
+        }
+        for shard in self.rooms.iter() {
+            for r in lock(shard).iter() {
+                let members = lock(&r.0.members);
+                let list = members
+                    .iter()
+                    .map(|(k, n)| (k.0.id().to_owned(), *n))
+                    .collect();
+                snap.rooms.push((r.0.name().to_owned(), list));
+            }
+        }
+        snap
     }
 }
 

@@ -14,12 +14,19 @@ use crate::protocol::Message;
 use crate::runtime::{Accept, CloseInfo, Conn, Handler, HttpResponse, Reject, Request};
 
 use super::auth::{unix_now, AuthError, Claims};
-use super::codes::{ErrorCode, CLOSE_RATE_LIMIT, CLOSE_TOKEN_EXPIRED, CLOSE_UNAUTHORIZED};
+use super::codes::{
+    ErrorCode, CLOSE_RATE_LIMIT, CLOSE_TOKEN_EXPIRED, CLOSE_TOO_MANY_CONNECTIONS,
+    CLOSE_UNAUTHORIZED,
+};
+use super::history::{publish_message_then, Data, Origin, Position};
 use super::limits::{origin_allowed, TokenBucket};
 use super::server::Shared;
 use super::session::Session;
 use super::status::{websocket_status, AuthFailure, WorkerMetrics};
-use super::wire::{self, Id, Out, Request as Req};
+use super::wire::{self, Id, Out, Request as Req, Since};
+
+#[path = "handler_moderation.rs"]
+mod moderation_glue;
 
 /// The subprotocol of wire protocol v1.
 pub const SUBPROTOCOL: &str = "edgews.v1";
@@ -106,9 +113,26 @@ impl RoomHandler {
             .shared
             .dir
             .connect(&claims.sub, claims.display_name(), conn.id());
+        if let Some(b) = &self.shared.broker {
+            // With a broker the limit counts every node: checked when Redis answers.
+            b.connected(&user, conn.id(), 1);
+        } else {
+            let max = self.shared.cfg.max_connections_per_user;
+            if max > 0 && user.connections().len() > max {
+                conn.data_mut().user = Some(user.clone());
+                let reason = format!("this user has {max} connections, the most allowed");
+                conn.close(CLOSE_TOO_MANY_CONNECTIONS, &reason);
+                return;
+            }
+        }
         let s = conn.data_mut();
         s.user = Some(user.clone());
         s.roles = claims.role_bits();
+        // Registered first, then checked: a server-wide ban recorded meanwhile
+        // either is seen here or finds this connection registered.
+        if self.refuse_banned(conn, id, user.id()) {
+            return;
+        }
         self.set_expiry(conn, claims.exp);
         let cfg = &self.shared.cfg;
         let conn_id = conn.id().to_string();
@@ -184,7 +208,12 @@ impl RoomHandler {
                 "authenticate first: send {\"type\":\"auth\",\"token\":...}",
             ),
             Req::Refresh { token } => self.refresh(conn, id, token),
-            Req::Join { room, password: _ } => self.join(conn, id, room),
+            Req::Join {
+                room,
+                password,
+                since,
+            } => self.join(conn, id, room, password, since),
+            Req::History { room, since, limit } => self.history(conn, id, room, since, limit),
             Req::Leave { room } => self.leave(conn, id, room),
             Req::Message {
                 room,
@@ -194,20 +223,37 @@ impl RoomHandler {
                 let Some(user) = member(conn, room) else {
                     return self.not_in_room(conn, id, room);
                 };
-                let ts = unix_ms();
-                let text = self
-                    .event
-                    .start("message", None)
-                    .str("room", room)
-                    .user("from", user.id(), user.name())
-                    .value("data", data)
-                    .num("ts", ts)
-                    .finish();
-                if exclude_self {
-                    conn.publish_others(room, Message::Text(text));
-                } else {
-                    conn.publish(room, Message::Text(text));
+                if self.refuse_post(conn, id, room, user.id()) {
+                    return;
                 }
+                let ts = unix_ms();
+                let shared = self.shared.clone();
+                // With a broker the same event goes to the other nodes, from
+                // under the room's ordering lock.
+                let mut to_broker = |text: &str| {
+                    if let Some(b) = &shared.broker {
+                        b.publish(room, text);
+                    }
+                };
+                let pos = match publish_message_then(
+                    &shared.history,
+                    Origin::Conn(conn, exclude_self),
+                    room,
+                    &user,
+                    Data::Parsed(data),
+                    ts,
+                    &mut to_broker,
+                ) {
+                    Ok(pos) => pos,
+                    Err(code) => {
+                        return self.error(
+                            conn,
+                            id,
+                            code,
+                            "the message could not be stored, so it was not sent",
+                        )
+                    }
+                };
                 self.metrics().room_messages.inc();
                 if id.is_some() {
                     let text = self
@@ -215,13 +261,15 @@ impl RoomHandler {
                         .start("ack", id)
                         .str("room", room)
                         .num("ts", ts)
+                        .num("offset", pos.offset)
+                        .str("epoch", &pos.epoch)
                         .finish();
                     conn.send_text(text);
                 }
             }
             Req::Private { to, data } => {
                 let targets = self.shared.dir.connections_of(to);
-                if targets.is_empty() {
+                if targets.is_empty() && self.shared.broker.is_none() {
                     return self.error(
                         conn,
                         id,
@@ -244,8 +292,23 @@ impl RoomHandler {
                         delivered += 1;
                     }
                 }
+                // With a broker, the ack (or `user_offline`) comes back
+                // from Redis with the user's connections on every node.
+                let sent = self
+                    .shared
+                    .broker
+                    .as_ref()
+                    .is_some_and(|b| b.private(to, text, conn.id(), id, delivered, ts));
                 self.metrics().private_deliveries.add(delivered);
-                if id.is_some() {
+                if sent {
+                } else if delivered == 0 {
+                    self.error(
+                        conn,
+                        id,
+                        ErrorCode::UserOffline,
+                        "that user has no connection",
+                    );
+                } else if id.is_some() {
                     let text = self
                         .out
                         .start("ack", id)
@@ -259,6 +322,9 @@ impl RoomHandler {
             Req::Presence { status } => {
                 let user = conn.data().user.clone().expect("authenticated");
                 let rooms = self.shared.dir.set_status(&user, status);
+                if let Some(b) = &self.shared.broker {
+                    b.status(&user, status);
+                }
                 for room in rooms {
                     let text = self
                         .event
@@ -268,6 +334,9 @@ impl RoomHandler {
                         .str("status", status.as_str())
                         .finish();
                     conn.publish(room.name(), Message::Text(text));
+                    if let Some(b) = &self.shared.broker {
+                        b.publish(room.name(), text);
+                    }
                 }
                 if id.is_some() {
                     let text = self
@@ -283,10 +352,14 @@ impl RoomHandler {
                 cursor,
                 limit,
             } => self.who(conn, id, room, cursor, limit),
+            Req::Moderate(m) => self.moderate(conn, id, m),
             Req::Typing { room } => {
                 let Some(user) = member(conn, room) else {
                     return self.not_in_room(conn, id, room);
                 };
+                if self.refuse_post(conn, id, room, user.id()) {
+                    return;
+                }
                 let text = self
                     .event
                     .start("typing", None)
@@ -294,6 +367,9 @@ impl RoomHandler {
                     .user("user", user.id(), user.name())
                     .finish();
                 conn.publish_others(room, Message::Text(text));
+                if let Some(b) = &self.shared.broker {
+                    b.publish(room, text);
+                }
                 if id.is_some() {
                     conn.send_text(self.out.start("ack", id).str("room", room).finish());
                 }
@@ -352,10 +428,28 @@ impl RoomHandler {
         conn.send_text(out.finish());
     }
 
-    fn join(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
+    fn join(
+        &mut self,
+        conn: &mut C<'_, '_>,
+        id: Option<Id<'_>>,
+        room: &str,
+        password: Option<&str>,
+        since: Option<Since<'_>>,
+    ) {
         if let Some(r) = self.joined(conn, room) {
-            // Already in: the same answer again, no event.
-            self.ack_members(conn, id, room, r.count() as u64);
+            // Already in: the same answer again, no event, no recovery.
+            let pos = self.shared.history.store().position(room).ok();
+            if let Some(b) = &self.shared.broker {
+                let user = conn.data().user.clone().expect("authenticated");
+                let extra = join_ack_fields(pos.as_ref(), None);
+                if b.member_with(room, &user, 0, conn.id(), id, true, extra) {
+                    return;
+                }
+            }
+            match pos {
+                Some(pos) => self.ack_join(conn, id, room, r.count() as u64, &pos, None),
+                None => self.ack_members(conn, id, room, r.count() as u64),
+            }
             return;
         }
         let cfg = &self.shared.cfg;
@@ -367,18 +461,55 @@ impl RoomHandler {
             return self.error(conn, id, ErrorCode::TooManyRooms, &msg);
         }
         let user = conn.data().user.clone().expect("authenticated");
-        let joined = match self.shared.dir.join(&user, room, cfg.max_members_per_room) {
+        // Reserved names, bans, private rooms and passwords; the room's limit.
+        let roles = conn.data().roles;
+        let max_members =
+            match super::moderation::check_join(&self.shared, room, user.id(), roles, password) {
+                Ok(max) => max,
+                Err(e) => return self.refused(conn, id, &e),
+            };
+        let joined = match self.shared.dir.join(&user, room, max_members) {
             Ok(j) => j,
             Err(code) => {
                 let msg = format!(
                     "`{}` has {} members, the most allowed",
                     clip(room),
-                    cfg.max_members_per_room
+                    max_members
                 );
                 return self.error(conn, id, code, &msg);
             }
         };
-        conn.subscribe(room);
+        // Under the room's ordering lock: no message of this room is numbered
+        // between reading the position and joining at it (see `history`).
+        let shared = self.shared.clone();
+        let _order = shared.history.lock(room);
+        let recovery = match since {
+            None => shared.history.store().position(room).map(|pos| (pos, None)),
+            Some(since) => self.recovery(room, since),
+        };
+        let (pos, recovery) = match recovery {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(room, error = %e, "history store failed on join");
+                self.shared.dir.leave(&user, &joined.room);
+                return self.error(
+                    conn,
+                    id,
+                    ErrorCode::Internal,
+                    "the room's history is unavailable",
+                );
+            }
+        };
+        conn.subscribe_in_order(room);
+        if let Some(b) = &self.shared.broker {
+            // The ack and `user_joined` carry the cluster's count: they
+            // come from the broker once Redis answered. (No recovery with a
+            // broker yet: `recovery` refuses it, so nothing is missed here.)
+            let extra = join_ack_fields(Some(&pos), recovery.as_ref());
+            if b.member_with(room, &user, 1, conn.id(), id, true, extra) {
+                return;
+            }
+        }
         if joined.first && self.member_events(joined.members) {
             let text = self
                 .event
@@ -389,7 +520,162 @@ impl RoomHandler {
                 .finish();
             conn.publish_others(room, Message::Text(text));
         }
-        self.ack_members(conn, id, room, joined.members as u64);
+        self.ack_join(
+            conn,
+            id,
+            room,
+            joined.members as u64,
+            &pos,
+            recovery.as_ref(),
+        );
+        if let Some(Recovery::Recovered(missed)) = recovery {
+            for entry in &missed {
+                match std::str::from_utf8(&entry.event) {
+                    Ok(text) => {
+                        conn.send_text(text);
+                    }
+                    Err(_) => {
+                        tracing::error!(room, offset = entry.offset, "stored event is not UTF-8")
+                    }
+                }
+            }
+            self.metrics().recoveries.inc();
+        }
+    }
+
+    /// What a `join` with `since` can recover, decided under the room's lock.
+    fn recovery(
+        &self,
+        room: &str,
+        since: Since<'_>,
+    ) -> Result<(Position, Option<Recovery>), super::history::StoreError> {
+        let store = self.shared.history.store();
+        let pos = store.position(room)?;
+        let refuse = |reason| Ok((pos.clone(), Some(Recovery::Refused(reason))));
+        if self.shared.broker.is_some() {
+            // Each node's history holds only what was published on that node
+            // until history lives in Redis: recovering from it could leave a
+            // silent gap, so it is refused.
+            return refuse("history_disabled");
+        }
+        if &*pos.epoch != since.epoch || since.offset > pos.offset {
+            return refuse("epoch_changed");
+        }
+        if since.offset == pos.offset {
+            return Ok((pos.clone(), Some(Recovery::Recovered(Vec::new()))));
+        }
+        let missed = (pos.offset - since.offset) as usize;
+        let slice = store.read(room, since.offset, missed, unix_ms())?;
+        if slice.disabled {
+            return refuse("history_disabled");
+        }
+        if since.offset + 1 < slice.oldest || slice.entries.len() != missed {
+            return refuse("too_old");
+        }
+        // More than half the send queue limit would close the connection.
+        let bytes: usize = slice.entries.iter().map(|e| e.event.len() + 14).sum();
+        if bytes > self.shared.cfg.max_queued_bytes / 2 {
+            return refuse("too_old");
+        }
+        Ok((slice.position, Some(Recovery::Recovered(slice.entries))))
+    }
+
+    /// The ack of `join`: members, the room's position, and with `since`
+    /// whether the missed messages follow.
+    fn ack_join(
+        &mut self,
+        conn: &mut C<'_, '_>,
+        id: Option<Id<'_>>,
+        room: &str,
+        members: u64,
+        pos: &Position,
+        recovery: Option<&Recovery>,
+    ) {
+        let out = self
+            .out
+            .start("ack", id)
+            .str("room", room)
+            .num("members", members)
+            .str("epoch", &pos.epoch)
+            .num("offset", pos.offset);
+        match recovery {
+            None => {}
+            Some(Recovery::Recovered(missed)) => {
+                out.bool("recovered", true)
+                    .num("missed", missed.len() as u64);
+            }
+            Some(Recovery::Refused(reason)) => {
+                out.bool("recovered", false).str("reason", reason);
+            }
+        }
+        conn.send_text(out.finish());
+    }
+
+    /// `history {room, since?, limit?}`: a page of stored messages in offset order.
+    fn history(
+        &mut self,
+        conn: &mut C<'_, '_>,
+        id: Option<Id<'_>>,
+        room: &str,
+        since: Option<u64>,
+        limit: Option<usize>,
+    ) {
+        if !conn.is_member(room) {
+            return self.not_in_room(conn, id, room);
+        }
+        if self.shared.broker.is_some() {
+            return self.error(
+                conn,
+                id,
+                ErrorCode::HistoryUnavailable,
+                "history is per node with broker = \"redis\" (history in Redis is not built yet)",
+            );
+        }
+        let cfg = &self.shared.cfg.history;
+        let limit = limit.unwrap_or(cfg.default_limit).min(cfg.max_limit).max(1);
+        let slice =
+            match self
+                .shared
+                .history
+                .store()
+                .read(room, since.unwrap_or(0), limit + 1, unix_ms())
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(room, error = %e, "history store failed on read");
+                    return self.error(
+                        conn,
+                        id,
+                        ErrorCode::Internal,
+                        "the room's history is unavailable",
+                    );
+                }
+            };
+        let more = slice.entries.len() > limit;
+        let page = &slice.entries[..slice.entries.len().min(limit)];
+        let mut messages =
+            String::with_capacity(2 + page.iter().map(|e| e.event.len() + 1).sum::<usize>());
+        messages.push('[');
+        for (i, e) in page.iter().enumerate() {
+            if i > 0 {
+                messages.push(',');
+            }
+            messages.push_str(std::str::from_utf8(&e.event).unwrap_or("null"));
+        }
+        messages.push(']');
+        let out = self
+            .out
+            .start("ack", id)
+            .str("room", room)
+            .str("epoch", &slice.position.epoch)
+            .num("offset", slice.position.offset)
+            .num("oldest", slice.oldest)
+            .raw("messages", &messages);
+        match page.last().filter(|_| more) {
+            Some(last) => out.num("next", last.offset),
+            None => out.raw("next", "null"),
+        };
+        conn.send_text(out.finish());
     }
 
     fn leave(&mut self, conn: &mut C<'_, '_>, id: Option<Id<'_>>, room: &str) {
@@ -397,6 +683,14 @@ impl RoomHandler {
             return self.not_in_room(conn, id, room);
         };
         conn.unsubscribe(room);
+        if let Some(b) = &self.shared.broker {
+            let user = conn.data().user.clone().expect("authenticated");
+            let (_, members) = self.shared.dir.leave(&user, &r);
+            if !b.member(room, &user, -1, conn.id(), id, true) {
+                self.ack_members(conn, id, room, members as u64);
+            }
+            return;
+        }
         let members = self.left(conn, &r);
         self.ack_members(conn, id, room, members);
     }
@@ -406,6 +700,10 @@ impl RoomHandler {
     fn left(&mut self, conn: &mut C<'_, '_>, room: &Arc<super::directory::Room>) -> u64 {
         let user = conn.data().user.clone().expect("authenticated");
         let (last, members) = self.shared.dir.leave(&user, room);
+        if let Some(b) = &self.shared.broker {
+            b.member(room.name(), &user, -1, conn.id(), None, false);
+            return members as u64;
+        }
         if last && self.member_events(members + 1) {
             let text = self
                 .event
@@ -435,6 +733,11 @@ impl RoomHandler {
             .unwrap_or(cfg.who_default_limit)
             .min(cfg.who_max_limit)
             .max(1);
+        if let Some(b) = &self.shared.broker {
+            if b.who(room, cursor, limit, conn.id(), id) {
+                return;
+            }
+        }
         let page = self.shared.dir.page(&r, cursor, limit);
         let mut members = String::with_capacity(page.members.len() * 48 + 2);
         members.push('[');
@@ -518,6 +821,10 @@ impl Handler for RoomHandler {
         if let Some(token) = token {
             match self.shared.keys.verify(token) {
                 Ok(claims) => {
+                    // A server-wide ban: 403 with a JSON body.
+                    if let Err(e) = super::moderation::check_connect(&self.shared, &claims.sub) {
+                        return Err(json_reject(403, e.code, &e.message));
+                    }
                     // Registered with its connection id in on_open, which
                     // follows at once; the claims ride along until then.
                     session.user = Some(super::directory::Directory::detached(
@@ -614,6 +921,10 @@ impl Handler for RoomHandler {
         }
     }
 
+    fn on_notify(&mut self, conn: &mut Conn<'_, Session>, payload: &[u8]) {
+        self.notice(conn, payload);
+    }
+
     fn on_close(&mut self, conn: &mut Conn<'_, Session>, _close: CloseInfo<'_>) {
         let Some(user) = conn.data().user.clone() else {
             return;
@@ -627,6 +938,9 @@ impl Handler for RoomHandler {
             self.left(conn, room);
         }
         self.shared.dir.disconnect(&user, conn.id());
+        if let Some(b) = &self.shared.broker {
+            b.connected(&user, conn.id(), -1);
+        }
     }
 
     fn on_http(&mut self, req: &Request<'_>) -> HttpResponse {
@@ -642,6 +956,7 @@ impl Handler for RoomHandler {
                 None => HttpResponse::text(503, "starting\n"),
             },
             "/dev/token" if self.shared.dev_tokens.load(Ordering::Relaxed) => self.dev_token(query),
+            p if p.starts_with("/api/admin/") || p == "/api/admin" => admin_elsewhere(),
             _ => match super::assets::asset(path) {
                 // no-cache: a browser revalidates, so a new binary's page is seen at once.
                 Some((ty, body)) => HttpResponse::with_type(200, ty, body.to_vec())
@@ -751,6 +1066,15 @@ impl RoomHandler {
     }
 }
 
+/// The outcome of a `join` with `since`.
+#[derive(Debug)]
+enum Recovery {
+    /// Every missed message, in order (sent right after the ack).
+    Recovered(Vec<super::history::Entry>),
+    /// Why not: `epoch_changed`, `too_old` or `history_disabled`.
+    Refused(&'static str),
+}
+
 /// The connection's user, when the connection is a member of `room`.
 fn member(conn: &C<'_, '_>, room: &str) -> Option<Arc<super::directory::User>> {
     if conn.is_member(room) {
@@ -758,6 +1082,20 @@ fn member(conn: &C<'_, '_>, room: &str) -> Option<Arc<super::directory::User>> {
     } else {
         None
     }
+}
+
+/// The admin API has a listener of its own (`admin.listen`), never this port.
+fn admin_elsewhere() -> HttpResponse {
+    HttpResponse::with_type(
+        404,
+        "application/json",
+        wire::http_error(
+            ErrorCode::NotFound,
+            "the admin API is not served on the WebSocket port: it listens on admin.listen \
+             (see docs/protocol.md, Admin HTTP API)",
+        )
+        .into_bytes(),
+    )
 }
 
 /// A 401/403 with a JSON body, as the protocol promises.
@@ -808,4 +1146,32 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The join ack's history fields (`epoch`, `offset`, `recovered`, `reason`,
+/// `missed`) as raw JSON values, for an ack the broker sends later.
+fn join_ack_fields(
+    pos: Option<&Position>,
+    recovery: Option<&Recovery>,
+) -> Vec<(&'static str, String)> {
+    let mut f = Vec::new();
+    if let Some(pos) = pos {
+        f.push((
+            "epoch",
+            serde_json::to_string(&*pos.epoch).unwrap_or_default(),
+        ));
+        f.push(("offset", pos.offset.to_string()));
+    }
+    match recovery {
+        None => {}
+        Some(Recovery::Recovered(missed)) => {
+            f.push(("recovered", "true".into()));
+            f.push(("missed", missed.len().to_string()));
+        }
+        Some(Recovery::Refused(reason)) => {
+            f.push(("recovered", "false".into()));
+            f.push(("reason", format!("\"{reason}\"")));
+        }
+    }
+    f
 }

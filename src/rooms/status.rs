@@ -48,6 +48,8 @@ pub struct WorkerMetrics {
     pub room_messages: Counter,
     /// Private messages delivered (one per receiving connection).
     pub private_deliveries: Counter,
+    /// Joins with `since` that recovered (`recovered: true`).
+    pub recoveries: Counter,
 }
 
 impl WorkerMetrics {
@@ -112,12 +114,13 @@ impl AppStatus for RoomStatus {
                 sum(s, |w| w.errors[i].get())
             );
         }
-        let simple: [(&str, &str, &str, u64); 9] = [
+        let simple: [(&str, &str, &str, u64); 10] = [
             ("edgews_rooms_rate_limit_closes_total", "counter", "Connections closed with 4008 for rate-limit abuse.", sum(s, |w| w.rate_limit_closes.get())),
             ("edgews_rooms_token_expired_closes_total", "counter", "Connections closed with 4003 because their token expired.", sum(s, |w| w.expired_closes.get())),
             ("edgews_rooms_origin_rejected_total", "counter", "Upgrades refused with 403 for their Origin.", sum(s, |w| w.origin_rejected.get())),
             ("edgews_rooms_room_messages_total", "counter", "Room messages published.", sum(s, |w| w.room_messages.get())),
             ("edgews_rooms_private_deliveries_total", "counter", "Private messages delivered, one per receiving connection.", sum(s, |w| w.private_deliveries.get())),
+            ("edgews_rooms_recoveries_total", "counter", "Joins with `since` answered `recovered: true`.", sum(s, |w| w.recoveries.get())),
             ("edgews_rooms_users_online", "gauge", "Users with at least one authenticated connection.", s.dir.users_online() as u64),
             ("edgews_rooms_rooms", "gauge", "Rooms with at least one member.", s.dir.rooms_open() as u64),
             ("edgews_rooms_connections_per_ip_limit", "gauge", "The configured max_connections_per_ip (0: none); refusals are edgews_handshakes_rejected_total{reason=\"ip_limit\"}.", s.cfg.max_connections_per_ip as u64),
@@ -141,6 +144,9 @@ impl AppStatus for RoomStatus {
                 sum(s, |w| w.auth_failures[i].get())
             );
         }
+        if let Some(b) = &s.broker {
+            broker_metrics(b, out);
+        }
         let name = "edgews_rooms_room_members";
         let _ = writeln!(
             out,
@@ -157,11 +163,32 @@ impl AppStatus for RoomStatus {
 
     fn status(&self) -> Option<serde_json::Value> {
         let s = &self.0;
-        Some(json!({
+        let mut doc = json!({
             "users_online": s.dir.users_online(),
             "rooms": s.dir.rooms_open(),
             "room_messages": sum(s, |w| w.room_messages.get()),
-        }))
+        });
+        if let Some(b) = &s.broker {
+            use std::sync::atomic::Ordering::Relaxed;
+            doc["broker"] = json!({
+                "node": b.node(),
+                "healthy": b.health().is_ok(),
+                "problem": b.health().err(),
+                "cluster": {
+                    "nodes": b.stats.cluster_nodes.load(Relaxed),
+                    "users_online": b.stats.cluster_users.load(Relaxed),
+                    "connections": b.stats.cluster_connections.load(Relaxed),
+                },
+            });
+        }
+        Some(doc)
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match &self.0.broker {
+            Some(b) => b.health(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -195,4 +222,145 @@ pub(crate) fn websocket_status(shared: &Shared, handle: &ServerHandle) -> String
     let mut text = doc.to_string();
     text.push('\n');
     text
+}
+
+/// The broker's lines of `/metrics`.
+fn broker_metrics(b: &super::broker::Broker, out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let st = &b.stats;
+    let lines: [(&str, &str, &str, u64); 15] = [
+        (
+            "edgews_broker_up",
+            "gauge",
+            "1 when the Redis link and subscription work (not wedged).",
+            u64::from(b.health().is_ok()),
+        ),
+        (
+            "edgews_broker_link_up",
+            "gauge",
+            "1 while the Redis command connection is up.",
+            u64::from(st.link_up.load(Relaxed)),
+        ),
+        (
+            "edgews_broker_subscription_up",
+            "gauge",
+            "1 while the Redis subscription is up.",
+            u64::from(st.sub_up.load(Relaxed)),
+        ),
+        (
+            "edgews_broker_wedged",
+            "gauge",
+            "1 while the subscription sees none of this node's probes although Redis answers.",
+            u64::from(st.wedged.load(Relaxed)),
+        ),
+        (
+            "edgews_broker_wedged_total",
+            "counter",
+            "Wedged subscriptions detected (and redone).",
+            st.wedged_total.get(),
+        ),
+        (
+            "edgews_broker_reconnects_total",
+            "counter",
+            "Reconnections to Redis (link and subscription).",
+            st.reconnects.get(),
+        ),
+        (
+            "edgews_broker_publish_failures_total",
+            "counter",
+            "Operations that could not reach Redis.",
+            st.publish_failures.get(),
+        ),
+        (
+            "edgews_broker_queue_full_total",
+            "counter",
+            "Operations dropped because redis.max_pending were waiting.",
+            st.queue_full.get(),
+        ),
+        (
+            "edgews_broker_published_total",
+            "counter",
+            "Room events sent to the other nodes.",
+            st.published.get(),
+        ),
+        (
+            "edgews_broker_received_total",
+            "counter",
+            "Room events and private messages received from other nodes and delivered here.",
+            st.received.get(),
+        ),
+        (
+            "edgews_broker_filtered_total",
+            "counter",
+            "Messages received for rooms or users with no member on this node.",
+            st.filtered.get(),
+        ),
+        (
+            "edgews_broker_gaps_total",
+            "counter",
+            "gap events sent to local rooms after a broker outage.",
+            st.gaps.get(),
+        ),
+        (
+            "edgews_broker_pipelines_total",
+            "counter",
+            "Pipelines (round trips) sent to Redis.",
+            st.pipelines.get(),
+        ),
+        (
+            "edgews_broker_pending",
+            "gauge",
+            "Operations waiting for Redis.",
+            st.pending.load(Relaxed) as u64,
+        ),
+        (
+            "edgews_broker_lag_seconds",
+            "gauge",
+            "Last probe's publish-to-receive time through Redis.",
+            0,
+        ),
+    ];
+    for (name, kind, help, v) in lines {
+        if name == "edgews_broker_lag_seconds" {
+            let lag = st.lag_us.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {lag:.6}"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
+    for (name, help, v) in [
+        (
+            "edgews_broker_cluster_nodes",
+            "Live nodes in the cluster (at the last heartbeat).",
+            &st.cluster_nodes,
+        ),
+        (
+            "edgews_broker_cluster_users_online",
+            "Users with a connection on any node (at the last heartbeat).",
+            &st.cluster_users,
+        ),
+        (
+            "edgews_broker_cluster_connections",
+            "Authenticated connections over the cluster (at the last heartbeat).",
+            &st.cluster_connections,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+            v.load(Relaxed)
+        );
+    }
+    let name = "edgews_broker_nodes_reaped_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Dead nodes whose users this node removed.\n# TYPE {name} counter\n{name} {}",
+        st.nodes_reaped.get()
+    );
 }

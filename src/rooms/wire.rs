@@ -53,6 +53,7 @@ pub enum Request<'a> {
     Join {
         room: &'a str,
         password: Option<&'a str>,
+        since: Option<Since<'a>>,
     },
     /// Leave a room.
     Leave { room: &'a str },
@@ -76,11 +77,105 @@ pub enum Request<'a> {
     Typing { room: &'a str },
     /// Liveness check.
     Ping,
+    /// Room settings and moderation (`create`, `kick`, `ban`, ...).
+    Moderate(Moderate<'a>),
+    /// A page of a room's history.
+    History {
+        room: &'a str,
+        since: Option<u64>,
+        limit: Option<usize>,
+    },
 }
 
+/// The room settings and moderation requests (`docs/protocol.md`), carried
+/// out by `super::moderation`.
+#[derive(Debug)]
+#[non_exhaustive]
+#[allow(missing_docs)]
+pub enum Moderate<'a> {
+    /// Create a room with settings.
+    Create {
+        room: &'a str,
+        options: super::moderation::RoomOptions,
+    },
+    /// Delete a room: everyone leaves.
+    Delete { room: &'a str },
+    /// Let a user into a private room.
+    Invite { room: &'a str, user: &'a str },
+    /// Make a user a moderator of the room.
+    Grant { room: &'a str, user: &'a str },
+    /// Take a grant back.
+    Revoke { room: &'a str, user: &'a str },
+    /// Remove a user from the room.
+    Kick {
+        room: &'a str,
+        user: &'a str,
+        reason: Option<&'a str>,
+    },
+    /// Ban a user from the room (`room: None`: from the server).
+    Ban {
+        room: Option<&'a str>,
+        user: &'a str,
+        duration_s: Option<u64>,
+        reason: Option<&'a str>,
+    },
+    /// Lift a ban (`room: None`: a server-wide one).
+    Unban {
+        room: Option<&'a str>,
+        user: &'a str,
+    },
+    /// Mute a user in the room.
+    Mute {
+        room: &'a str,
+        user: &'a str,
+        duration_s: Option<u64>,
+        reason: Option<&'a str>,
+    },
+    /// Lift a mute.
+    Unmute { room: &'a str, user: &'a str },
+}
+
+/// The settings and moderation request types, in [`TYPES`] order after the
+/// first ten.
+pub const MODERATE_TYPES: [&str; 10] = [
+    "create", "delete", "invite", "grant", "revoke", "kick", "ban", "unban", "mute", "unmute",
+];
+
+impl Moderate<'_> {
+    fn type_index(&self) -> usize {
+        match self {
+            Moderate::Create { .. } => 0,
+            Moderate::Delete { .. } => 1,
+            Moderate::Invite { .. } => 2,
+            Moderate::Grant { .. } => 3,
+            Moderate::Revoke { .. } => 4,
+            Moderate::Kick { .. } => 5,
+            Moderate::Ban { .. } => 6,
+            Moderate::Unban { .. } => 7,
+            Moderate::Mute { .. } => 8,
+            Moderate::Unmute { .. } => 9,
+        }
+    }
+}
+
+/// A client's position in a room's history (`join {since}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Since<'a> {
+    /// The room's epoch the client last saw.
+    pub epoch: &'a str,
+    /// The offset of the last message the client got.
+    pub offset: u64,
+}
+
+/// Longest `epoch` a client may send, in bytes.
+pub const MAX_EPOCH_BYTES: usize = 64;
+
 /// The request types, for metrics (index = position).
-pub const TYPES: [&str; 10] = [
+pub const TYPES: [&str; 21] = [
     "auth", "refresh", "join", "leave", "message", "private", "presence", "who", "typing", "ping",
+    // Settings and moderation (`MODERATE_TYPES`).
+    "create", "delete", "invite", "grant", "revoke", "kick", "ban", "unban", "mute", "unmute",
+    "history",
 ];
 
 impl Request<'_> {
@@ -97,6 +192,8 @@ impl Request<'_> {
             Request::Who { .. } => 7,
             Request::Typing { .. } => 8,
             Request::Ping => 9,
+            Request::Moderate(m) => 10 + m.type_index(),
+            Request::History { .. } => 20,
         }
     }
 }
@@ -199,13 +296,15 @@ pub fn request<'a>(value: &'a Value<'a>) -> Result<(Option<Id<'a>>, Request<'a>)
     };
     let fields: &[&str] = match kind {
         "auth" | "refresh" => &["token"],
-        "join" => &["room", "password"],
+        "join" => &["room", "password", "since"],
         "leave" | "typing" => &["room"],
         "message" => &["room", "data", "exclude_self"],
         "private" => &["to", "data"],
         "presence" => &["status"],
         "who" => &["room", "cursor", "limit"],
         "ping" => &[],
+        k if MODERATE_TYPES.contains(&k) => moderate_fields(k),
+        "history" => &["room", "since", "limit"],
         _ => {
             return Err(Invalid {
                 code: ErrorCode::UnknownType,
@@ -234,6 +333,7 @@ pub fn request<'a>(value: &'a Value<'a>) -> Result<(Option<Id<'a>>, Request<'a>)
         "join" => Request::Join {
             room: f.room()?,
             password: f.opt_string("password", 256)?,
+            since: f.opt_since()?,
         },
         "leave" => Request::Leave { room: f.room()? },
         "typing" => Request::Typing { room: f.room()? },
@@ -261,9 +361,95 @@ pub fn request<'a>(value: &'a Value<'a>) -> Result<(Option<Id<'a>>, Request<'a>)
             cursor: f.opt_string("cursor", MAX_CURSOR_BYTES)?,
             limit: f.opt_count("limit")?,
         },
+        k if MODERATE_TYPES.contains(&k) => Request::Moderate(moderate(&f)?),
+        "history" => Request::History {
+            room: f.room()?,
+            since: f.opt_offset("since")?,
+            limit: f.opt_count("limit")?,
+        },
         _ => Request::Ping,
     };
     Ok((id, req))
+}
+
+/// The fields of each settings and moderation request.
+fn moderate_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "create" => &[
+            "room",
+            "public",
+            "password",
+            "moderated",
+            "max_members",
+            "history",
+        ],
+        "delete" => &["room"],
+        "kick" => &["room", "user", "reason"],
+        "ban" | "mute" => &["room", "user", "duration_s", "reason"],
+        // invite, grant, revoke, unban, unmute
+        _ => &["room", "user"],
+    }
+}
+
+/// Reads a settings or moderation request (its fields already checked
+/// against [`moderate_fields`]).
+fn moderate<'a>(f: &Fields<'a>) -> Result<Moderate<'a>, Invalid<'a>> {
+    use super::moderation::{MAX_PASSWORD_BYTES, MAX_REASON_BYTES};
+    let user = || f.string("user", super::auth::MAX_USER_ID_BYTES);
+    let duration = || f.opt_count("duration_s").map(|d| d.map(|d| d as u64));
+    let reason = || f.opt_string("reason", MAX_REASON_BYTES);
+    Ok(match f.kind {
+        "create" => Moderate::Create {
+            room: f.room()?,
+            options: super::moderation::RoomOptions {
+                public: f.opt_bool("public")?.unwrap_or(true),
+                password: f
+                    .opt_string("password", MAX_PASSWORD_BYTES)?
+                    .map(str::to_owned),
+                moderated: f.opt_bool("moderated")?.unwrap_or(false),
+                max_members: f.opt_count("max_members")?,
+                history: f.history()?,
+            },
+        },
+        "delete" => Moderate::Delete { room: f.room()? },
+        "invite" => Moderate::Invite {
+            room: f.room()?,
+            user: user()?,
+        },
+        "grant" => Moderate::Grant {
+            room: f.room()?,
+            user: user()?,
+        },
+        "revoke" => Moderate::Revoke {
+            room: f.room()?,
+            user: user()?,
+        },
+        "kick" => Moderate::Kick {
+            room: f.room()?,
+            user: user()?,
+            reason: reason()?,
+        },
+        "ban" => Moderate::Ban {
+            room: f.opt_room()?,
+            user: user()?,
+            duration_s: duration()?,
+            reason: reason()?,
+        },
+        "unban" => Moderate::Unban {
+            room: f.opt_room()?,
+            user: user()?,
+        },
+        "mute" => Moderate::Mute {
+            room: f.room()?,
+            user: user()?,
+            duration_s: duration()?,
+            reason: reason()?,
+        },
+        _ => Moderate::Unmute {
+            room: f.room()?,
+            user: user()?,
+        },
+    })
 }
 
 /// Cuts a client-supplied string for an error message.
@@ -315,6 +501,48 @@ impl<'a> Fields<'a> {
         Ok(room)
     }
 
+    fn opt_room(&self) -> Result<Option<&'a str>, Invalid<'a>> {
+        match self.obj.get("room") {
+            None | Some(Value::Static(StaticNode::Null)) => Ok(None),
+            Some(_) => self.room().map(Some),
+        }
+    }
+
+    /// `history: {size, ttl_s}` (both non-negative integers, no other field).
+    fn history(&self) -> Result<Option<super::moderation::HistoryLimits>, Invalid<'a>> {
+        let obj = match self.obj.get("history") {
+            None | Some(Value::Static(StaticNode::Null)) => return Ok(None),
+            Some(Value::Object(o)) => o,
+            Some(_) => {
+                return Err(bad(
+                    self.id,
+                    "`history` must be an object {size, ttl_s}".into(),
+                ))
+            }
+        };
+        for key in obj.keys() {
+            let key: &str = key.as_ref();
+            if key != "size" && key != "ttl_s" {
+                return Err(bad(
+                    self.id,
+                    format!("unknown field `{}` in `history`", clip(key)),
+                ));
+            }
+        }
+        let num = |name: &str| match obj.get(name) {
+            Some(Value::Static(StaticNode::U64(n))) => Ok(*n),
+            Some(Value::Static(StaticNode::I64(n))) if *n >= 0 => Ok(*n as u64),
+            _ => Err(bad(
+                self.id,
+                format!("`history` needs `{name}`, a non-negative integer"),
+            )),
+        };
+        Ok(Some(super::moderation::HistoryLimits {
+            size: num("size")?,
+            ttl_s: num("ttl_s")?,
+        }))
+    }
+
     fn data(&self) -> Result<&'a Value<'a>, Invalid<'a>> {
         self.obj
             .get("data")
@@ -329,6 +557,58 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A non-negative integer (an offset).
+    fn opt_offset(&self, name: &str) -> Result<Option<u64>, Invalid<'a>> {
+        offset_of(self.obj.get(name)).map_err(|()| {
+            bad(
+                self.id,
+                format!("`{name}` must be an offset (an integer >= 0)"),
+            )
+        })
+    }
+
+    /// `since: {epoch, offset}`, nothing else.
+    fn opt_since(&self) -> Result<Option<Since<'a>>, Invalid<'a>> {
+        let obj = match self.obj.get("since") {
+            None | Some(Value::Static(StaticNode::Null)) => return Ok(None),
+            Some(Value::Object(o)) => o,
+            Some(_) => {
+                return Err(bad(
+                    self.id,
+                    "`since` must be an object {\"epoch\": string, \"offset\": integer}".into(),
+                ))
+            }
+        };
+        for key in obj.keys() {
+            let key: &str = key.as_ref();
+            if key != "epoch" && key != "offset" {
+                return Err(bad(
+                    self.id,
+                    format!("unknown field `{}` in `since`", clip(key)),
+                ));
+            }
+        }
+        let epoch = match obj.get("epoch") {
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_EPOCH_BYTES => s.as_ref(),
+            _ => {
+                return Err(bad(
+                    self.id,
+                    format!("`since.epoch` must be a string of 1 to {MAX_EPOCH_BYTES} bytes"),
+                ))
+            }
+        };
+        let offset = match offset_of(obj.get("offset")) {
+            Ok(Some(o)) => o,
+            _ => {
+                return Err(bad(
+                    self.id,
+                    "`since.offset` must be an offset (an integer >= 0)".into(),
+                ))
+            }
+        };
+        Ok(Some(Since { epoch, offset }))
+    }
+
     fn opt_count(&self, name: &str) -> Result<Option<usize>, Invalid<'a>> {
         match self.obj.get(name) {
             None | Some(Value::Static(StaticNode::Null)) => Ok(None),
@@ -338,6 +618,16 @@ impl<'a> Fields<'a> {
             Some(Value::Static(StaticNode::I64(n))) if *n >= 1 => Ok(Some(*n as usize)),
             Some(_) => Err(bad(self.id, format!("`{name}` must be a positive integer"))),
         }
+    }
+}
+
+/// An optional non-negative integer.
+fn offset_of(v: Option<&Value<'_>>) -> Result<Option<u64>, ()> {
+    match v {
+        None | Some(Value::Static(StaticNode::Null)) => Ok(None),
+        Some(Value::Static(StaticNode::U64(n))) => Ok(Some(*n)),
+        Some(Value::Static(StaticNode::I64(n))) if *n >= 0 => Ok(Some(*n as u64)),
+        Some(_) => Err(()),
     }
 }
 

@@ -121,7 +121,11 @@ pub struct Config {
     /// divided among the workers, at least 64 MiB and at least twice
     /// `max_message_bytes` (see [`Config::buffered_input_budget`]).
     pub max_buffered_input_bytes: Option<usize>,
-    /// Size of each worker's receive buffer, shared by all its connections. Default 256 KiB.
+    /// Size of each worker's receive buffer, shared by all its connections.
+    /// Default 512 KiB: a message of up to about that size that is all in
+    /// the socket when it is read arrives in one read and is handed to the
+    /// handler where it lies, without being copied into a message buffer
+    /// (the rest of a larger frame is read straight into its message buffer).
     pub receive_buffer_bytes: usize,
     /// permessage-deflate mode. Default off.
     pub compression: Compression,
@@ -199,7 +203,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             max_buffered_input_bytes: None,
-            receive_buffer_bytes: 256 << 10,
+            receive_buffer_bytes: 512 << 10,
             compression: Compression::Off,
             compression_threshold_bytes: 256,
             tls: None,

@@ -1,7 +1,8 @@
 //! [`Conn`]: what a callback uses to act on its connection, its rooms and the
 //! rest of the worker, and [`Ctx`], the worker state it borrows.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,11 +13,12 @@ use crate::pubsub::{Published, RoomStats, Rooms};
 use super::compression::Compressors;
 use super::config::{Config, SlowConsumerPolicy};
 use super::connection::{flag, Core, Phase};
-use super::handle::ServerHandle;
+use super::handle::{Command, ServerHandle};
 use super::handler::ConnId;
-use super::outbox::{Outbox, Stashed, STASH_MAX_BYTES};
+use super::outbox::{Outbox, Stashed, DIRECT_MIN_BYTES, STASH_MAX_BYTES};
 use super::stats::WorkerStats;
 use super::timer::Millis;
+use super::transport::Transport;
 use super::worker::TICK_MS;
 
 /// What happened to a send.
@@ -52,6 +54,11 @@ pub(crate) struct Ctx {
     pub cfg: Arc<Config>,
     pub out: Outbox,
     pub rooms: Rooms,
+    /// This worker's command channel.
+    pub inbox: mpsc::Receiver<Command>,
+    /// Commands taken from the channel during a callback (to fan out the
+    /// publishes before it), carried out by the worker right after.
+    pub deferred: VecDeque<Command>,
     pub closes: Vec<CloseRequest>,
     /// Connections whose handler timer changed during a callback.
     pub rearm: Vec<usize>,
@@ -75,6 +82,35 @@ impl Ctx {
             self.out.frame(key, opcode, false, payload);
         }
         self.after_send(key, opcode, queued + payload.len())
+    }
+
+    /// [`Ctx::send`] for the connection whose socket is at hand: a large
+    /// uncompressed data frame is written to `io` right away, straight from
+    /// `payload` (after anything sent before it), instead of being copied
+    /// into the cork first; only what the socket does not take is copied.
+    pub fn send_now(
+        &mut self,
+        key: usize,
+        gen: u32,
+        opcode: OpCode,
+        payload: &[u8],
+        io: &mut Transport,
+    ) -> SendStatus {
+        if payload.len() < DIRECT_MIN_BYTES || opcode.is_control() {
+            return self.send(key, gen, opcode, payload);
+        }
+        let queued = self.out.queued_bytes(key);
+        if let Some(status) = self.over_hard_limit(key, gen, queued) {
+            return status;
+        }
+        let byte = self.out.slot(key).deflate;
+        if self.deflate.compress(key, byte, payload) {
+            self.out.frame(key, opcode, true, &self.deflate.scratch);
+            return self.after_send(key, opcode, queued + payload.len());
+        }
+        self.out.frame_now(key, opcode, payload, io);
+        let queued = self.out.queued_bytes(key);
+        self.after_send(key, opcode, queued)
     }
 
     /// Queues an already framed message (from another thread) for `key`.
@@ -113,6 +149,23 @@ impl Ctx {
             SendStatus::Backpressure
         } else {
             SendStatus::Sent
+        }
+    }
+
+    /// Fans out the publishes waiting in this worker's channel (keeping the
+    /// other commands for the worker), so that a publish made now is
+    /// delivered here after every publish sent here before it.
+    pub fn drain_publishes(&mut self) {
+        while let Ok(cmd) = self.inbox.try_recv() {
+            match cmd {
+                Command::Publish { room, msg, exclude } => {
+                    let exclude = exclude
+                        .filter(|id| id.worker == self.index)
+                        .map(|id| id.key as usize);
+                    self.fanout(&room, &msg, exclude);
+                }
+                other => self.deferred.push_back(other),
+            }
         }
     }
 
@@ -247,6 +300,8 @@ impl Stored {
 pub struct Conn<'a, D> {
     pub(crate) key: usize,
     pub(crate) core: &'a mut Core,
+    /// This connection's socket (large sends are written to it at once).
+    pub(crate) io: &'a mut Transport,
     pub(crate) data: &'a mut D,
     pub(crate) ctx: &'a mut Ctx,
 }
@@ -301,7 +356,8 @@ impl<D> Conn<'_, D> {
         if !self.is_open() {
             return SendStatus::Dropped;
         }
-        self.ctx.send(self.key, self.core.gen, opcode, payload)
+        self.ctx
+            .send_now(self.key, self.core.gen, opcode, payload, self.io)
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes).
@@ -378,6 +434,26 @@ impl<D> Conn<'_, D> {
         joined
     }
 
+    /// Joins `room` after fanning out every publish already sent to this
+    /// worker: a publish sent (from any worker or thread) before this call
+    /// does not reach this connection, one sent after it does, in order.
+    ///
+    /// With an application lock per room held across [number a message,
+    /// publish it] and across [read the room's latest number, call this,
+    /// send the connection what it missed from a history], the connection
+    /// gets exactly the messages numbered above the one it was told, after
+    /// what it missed, without a gap or a duplicate. (A plain
+    /// [`Conn::subscribe`] may still deliver publishes that were on their
+    /// way to this worker when it was called.) Costs nothing per
+    /// connection; returns false when already a member or closing.
+    pub fn subscribe_in_order(&mut self, room: &str) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        self.ctx.drain_publishes();
+        self.subscribe(room)
+    }
+
     /// Leaves `room`; false when not a member.
     pub fn unsubscribe(&mut self, room: &str) -> bool {
         let left = self.ctx.rooms.leave(self.key as u32, room);
@@ -417,14 +493,19 @@ impl<D> Conn<'_, D> {
         self.publish_inner(room, msg, Some(me));
     }
 
+    /// Fans out here, then forwards to the other workers. Publishes that
+    /// other workers sent here first are fanned out before this one, so
+    /// every worker delivers publishes in the order they were sent (for a
+    /// room numbered under one application lock: in number order).
     fn publish_inner(&mut self, room: &str, msg: Message<'_>, exclude: Option<ConnId>) {
-        let published = Arc::new(Published::new(msg.opcode(), msg.as_bytes()));
+        let msg = Arc::new(Published::new(msg.opcode(), msg.as_bytes()));
         self.ctx.stats.publishes.inc();
+        self.ctx.drain_publishes();
         self.ctx
-            .fanout(room, &published, exclude.map(|id| id.key as usize));
+            .fanout(room, &msg, exclude.map(|id| id.key as usize));
         self.ctx
             .handle
-            .forward_publish(self.ctx.index, room, published, exclude);
+            .forward_publish(self.ctx.index, room, msg, exclude);
     }
 
     /// Sends to any connection of the server by id. Returns false when the id
@@ -441,6 +522,13 @@ impl<D> Conn<'_, D> {
             return false;
         }
         self.ctx.send(key, id.gen, msg.opcode(), msg.as_bytes()) != SendStatus::Dropped
+    }
+
+    /// Hands `payload` to [`super::Handler::on_notify`] for connection `id`
+    /// (on any worker, this one and this connection included), after the
+    /// current callback. Same as [`ServerHandle::notify`].
+    pub fn notify(&self, id: ConnId, payload: &[u8]) -> bool {
+        self.ctx.handle.notify(id, payload)
     }
 
     /// Members of `room` on this connection's worker.

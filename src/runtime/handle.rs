@@ -28,6 +28,9 @@ pub(crate) enum Command {
     },
     /// Queue a framed message for one connection.
     Send { id: ConnId, frame: Bytes },
+    /// Hand an application payload to the handler of one connection
+    /// ([`super::Handler::on_notify`]).
+    Notify { id: ConnId, payload: Bytes },
     /// Close one connection.
     Close {
         id: ConnId,
@@ -39,8 +42,33 @@ pub(crate) enum Command {
         room: Arc<str>,
         reply: mpsc::Sender<(usize, RoomStats)>,
     },
+    /// Describe the worker's open connections among `ids` (the others are
+    /// left out of the answer).
+    Describe {
+        ids: Vec<ConnId>,
+        reply: mpsc::Sender<Vec<ConnectionInfo>>,
+    },
     /// Stop accepting and close every connection.
     Shutdown,
+}
+
+/// What the engine knows about one open connection, from
+/// [`ServerHandle::describe`]. Nothing of it is stored for the purpose: the
+/// worker reads it from the socket, the slot and its room index when asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The connection.
+    pub id: ConnId,
+    /// The peer's address (the proxy's, behind a proxy), if the socket knows it.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The client's address: the forwarded client's when the peer is a
+    /// trusted proxy and the per-IP limit counted it, else the peer's.
+    pub client_ip: Option<std::net::IpAddr>,
+    /// Time since the connection was accepted (wraps after 49.7 days).
+    pub age: Duration,
+    /// The rooms it is a member of.
+    pub rooms: Vec<String>,
 }
 
 /// The sending side of one worker's command channel.
@@ -120,14 +148,25 @@ pub struct ServerHandle {
 
 impl ServerHandle {
     /// Publishes to every member of `room` on every worker (framed once).
+    ///
+    /// It reaches every worker through the worker's FIFO command channel,
+    /// and a worker fans out what waits there before its own publishes, so
+    /// publishes sent one after the other (under one lock, or from one
+    /// thread) reach every member in that order.
     pub fn publish(&self, room: &str, msg: Message<'_>) {
+        self.publish_except(room, msg, None);
+    }
+
+    /// Publishes to every member of `room` on every worker but `exclude`
+    /// (framed once).
+    pub fn publish_except(&self, room: &str, msg: Message<'_>, exclude: Option<ConnId>) {
         let published = Arc::new(Published::new(msg.opcode(), msg.as_bytes()));
         let room: Arc<str> = room.into();
         for link in &self.shared.links {
             link.send(Command::Publish {
                 room: room.clone(),
                 msg: published.clone(),
-                exclude: None,
+                exclude,
             });
         }
     }
@@ -161,6 +200,24 @@ impl ServerHandle {
         let frame = server_frame(msg.opcode(), msg.as_bytes());
         self.link(id)
             .is_some_and(|l| l.send(Command::Send { id, frame }))
+    }
+
+    /// Hands `payload` to the handler of connection `id`: its own worker
+    /// calls [`super::Handler::on_notify`] with it, in that connection's
+    /// context, so the application can act on a connection of another worker
+    /// through its normal paths (leave a room, update its state, close it).
+    ///
+    /// Asynchronous: the call returns at once and the handler runs on the
+    /// target's worker after the current callback (if called from one).
+    /// Commands to one worker are carried out in the order they were sent
+    /// from one thread, so a [`ServerHandle::publish`] followed by a
+    /// `notify` reaches the target's worker in that order. Returns false when
+    /// the target's worker is gone; a stale id (the connection closed
+    /// meanwhile) is ignored by the worker.
+    pub fn notify(&self, id: ConnId, payload: &[u8]) -> bool {
+        let payload = Bytes::copy_from_slice(payload);
+        self.link(id)
+            .is_some_and(|l| l.send(Command::Notify { id, payload }))
     }
 
     /// Closes one connection with `code` and `reason`.
@@ -214,6 +271,39 @@ impl ServerHandle {
             total.slow_closes += s.slow_closes;
         }
         Some((members, total))
+    }
+
+    /// Describes the open connections among `ids` (peer, client address,
+    /// age, rooms); ids of closed connections are left out. Same rules as
+    /// [`ServerHandle::room_size`]: it waits for the workers, so never call
+    /// it from a handler callback; `None` if a worker did not answer within
+    /// a second.
+    pub fn describe(&self, ids: &[ConnId]) -> Option<Vec<ConnectionInfo>> {
+        let (tx, rx) = mpsc::channel();
+        let mut asked = 0;
+        for (w, link) in self.shared.links.iter().enumerate() {
+            let mine: Vec<ConnId> = ids
+                .iter()
+                .filter(|id| usize::from(id.worker) == w)
+                .copied()
+                .collect();
+            if !mine.is_empty()
+                && link.send(Command::Describe {
+                    ids: mine,
+                    reply: tx.clone(),
+                })
+            {
+                asked += 1;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut all = Vec::with_capacity(ids.len());
+        for _ in 0..asked {
+            let left = deadline.saturating_duration_since(Instant::now());
+            all.extend(rx.recv_timeout(left).ok()?);
+        }
+        all.sort_by_key(|c| c.id);
+        Some(all)
     }
 
     /// Starts a graceful shutdown: stop accepting, close every connection

@@ -64,6 +64,15 @@ pub trait Handler: Send + 'static {
         let _ = conn;
     }
 
+    /// A payload sent to this connection with [`super::ServerHandle::notify`]
+    /// or [`Conn::notify`], from any thread or worker. Runs on the
+    /// connection's own worker, only while it is open (not once it started
+    /// closing), so the handler can act on it as in any other callback:
+    /// leave a room, send, close. Default: ignored.
+    fn on_notify(&mut self, conn: &mut Conn<'_, Self::Data>, payload: &[u8]) {
+        let _ = (conn, payload);
+    }
+
     /// The connection's send queue went from over the backpressure limit to
     /// empty: a good time to send more.
     fn on_drain(&mut self, conn: &mut Conn<'_, Self::Data>) {

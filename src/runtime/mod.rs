@@ -36,7 +36,7 @@ mod worker;
 pub use config::{AppStatus, Compression, Config, SlowConsumerPolicy};
 pub use conn::{Conn, SendStatus};
 pub use error::Error;
-pub use handle::ServerHandle;
+pub use handle::{ConnectionInfo, ServerHandle};
 pub use handler::{Accept, CloseInfo, ConnId, Handler, HttpResponse, Reject, Request};
 pub use server::{Running, Server};
 pub use signals::shutdown_on_signals;

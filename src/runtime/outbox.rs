@@ -27,6 +27,9 @@ use crate::protocol::{FrameHeader, OpCode};
 /// Broadcast frames up to this size are copied into the cork (once per turn);
 /// larger ones are shared by reference.
 pub(crate) const STASH_MAX_BYTES: usize = 16 << 10;
+/// Data frames from this size up are written straight from the sender's
+/// memory ([`Outbox::frame_now`]) when the connection's socket is at hand.
+pub(crate) const DIRECT_MIN_BYTES: usize = 64 << 10;
 /// The cork is shrunk at the end of a turn in which it grew past this (a
 /// rare burst, e.g. one huge message); below it, it keeps its capacity until
 /// the worker releases spare memory ([`Outbox::release_spare`]).
@@ -213,6 +216,77 @@ impl Outbox {
             control,
             true,
         );
+    }
+
+    /// Sends one whole unmasked data frame for `key` now: what was sent to
+    /// `key` before goes first, then the frame is written with one vectored
+    /// write from `payload` itself (header + payload, no copy into the
+    /// cork). What the socket does not take is copied into the connection's
+    /// queue. When older bytes are still waiting, or a write fails, the frame
+    /// is queued like [`Outbox::frame`] (a failed socket is then found by the
+    /// worker's next write, which drops the connection).
+    pub fn frame_now<W: VectoredWrite>(
+        &mut self,
+        key: usize,
+        opcode: OpCode,
+        payload: &[u8],
+        io: &mut W,
+    ) {
+        if self.slots[key].batch != NONE && self.write_batch(key, io).is_err() {
+            return self.frame(key, opcode, false, payload);
+        }
+        let slot = &self.slots[key];
+        if slot.queue.is_some() || slot.blocked {
+            return self.frame(key, opcode, false, payload);
+        }
+        let header = FrameHeader {
+            fin: true,
+            rsv1: false,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; 14];
+        let n = header.encode(&mut head);
+        let total = n + payload.len();
+        let mut done = 0;
+        let failed = loop {
+            let result = if done < n {
+                io.write_vectored(&[IoSlice::new(&head[done..n]), IoSlice::new(payload)])
+            } else {
+                io.write(&payload[done - n..])
+            };
+            match result {
+                Ok(0) => break true,
+                Ok(w) => {
+                    done += w;
+                    self.written += w as u64;
+                    if done == total {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(_) => break true,
+            }
+        };
+        if done == 0 && failed {
+            // The worker's write of its batch finds the error and drops the connection.
+            return self.frame(key, opcode, false, payload);
+        }
+        // The rest waits in the queue for a writable event: it is the head of
+        // the queue, started (nothing may go before it) unless nothing went out.
+        let mut rest = BytesMut::with_capacity(total - done);
+        if done < n {
+            rest.extend_from_slice(&head[done..n]);
+        }
+        rest.extend_from_slice(&payload[done.saturating_sub(n)..]);
+        let slot = &mut self.slots[key];
+        let q = slot.queue.get_or_insert_with(Default::default);
+        q.push_bytes(rest.freeze(), false);
+        q.head_started = done > 0;
+        // (After an error the writable event reports it too.)
+        slot.blocked = true;
     }
 
     /// Queues raw bytes (an HTTP response) for `key`.
@@ -727,6 +801,82 @@ mod tests {
             v.extend_from_slice(&crate::protocol::server_frame(OpCode::Binary, p));
         }
         v
+    }
+
+    #[test]
+    fn frame_now_writes_from_the_payload_after_earlier_output() {
+        let mut ob = Outbox::default();
+        ob.open(0, 1);
+        ob.frame(0, OpCode::Text, false, b"first");
+        let big = vec![9u8; 100_000];
+        let mut s = sink(usize::MAX);
+        ob.frame_now(0, OpCode::Binary, &big, &mut s);
+        assert_eq!(
+            s.data,
+            [frames(&[]), text_frame(b"first"), frames(&[&big])].concat()
+        );
+        // The earlier output went out first, then header and payload in one call.
+        assert_eq!((s.calls, s.buffers), (2, 3));
+        assert!(ob.is_idle(0));
+        assert!(ob.cork.len() < 100, "the payload was copied into the cork");
+        assert_eq!(ob.take_written(), s.data.len() as u64);
+    }
+
+    #[test]
+    fn frame_now_queues_what_the_socket_does_not_take() {
+        let mut ob = Outbox::default();
+        ob.open(0, 1);
+        let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let mut s = sink(1000);
+        ob.frame_now(0, OpCode::Binary, &big, &mut s);
+        let whole = frames(&[&big]);
+        assert_eq!(s.data, whole[..1000]);
+        assert!(ob.slot(0).blocked);
+        assert_eq!(ob.queued_bytes(0), whole.len() - 1000);
+        // A pong sent meanwhile waits for the started frame, then goes out.
+        ob.frame(0, OpCode::Pong, false, b"p");
+        assert_eq!(ob.write_batch(0, &mut s).unwrap(), Flushed::Pending);
+        ob.end_iteration();
+        s.budget = usize::MAX;
+        assert_eq!(ob.write_queue(0, &mut s).unwrap(), Flushed::All);
+        let pong = crate::protocol::server_frame(OpCode::Pong, b"p");
+        assert_eq!(s.data, [&whole[..], &pong[..]].concat());
+        assert!(ob.is_idle(0));
+    }
+
+    #[test]
+    fn frame_now_on_a_full_socket_lets_a_close_go_first() {
+        let mut ob = Outbox::default();
+        ob.open(0, 1);
+        let big = vec![1u8; 70_000];
+        let mut s = sink(0);
+        ob.frame_now(0, OpCode::Binary, &big, &mut s);
+        assert!(s.data.is_empty());
+        assert!(ob.slot(0).blocked);
+        // Over the limit: the unstarted data is dropped, the close goes out alone.
+        ob.discard_data(0);
+        ob.frame(0, OpCode::Close, false, &[3, 232]);
+        assert_eq!(ob.write_batch(0, &mut s).unwrap(), Flushed::Pending);
+        s.budget = usize::MAX;
+        assert_eq!(ob.write_queue(0, &mut s).unwrap(), Flushed::All);
+        assert_eq!(
+            s.data,
+            crate::protocol::server_frame(OpCode::Close, &[3, 232])
+        );
+        // Without the discard, the close still goes before the unstarted frame.
+        ob.end_iteration();
+        let mut s = sink(0);
+        ob.frame_now(0, OpCode::Binary, &big, &mut s);
+        ob.frame(0, OpCode::Close, false, &[3, 232]);
+        ob.write_batch(0, &mut s).unwrap();
+        s.budget = usize::MAX;
+        ob.write_queue(0, &mut s).unwrap();
+        let close = crate::protocol::server_frame(OpCode::Close, &[3, 232]);
+        assert_eq!(s.data, [&close[..], &frames(&[&big])[..]].concat());
+    }
+
+    fn text_frame(p: &[u8]) -> Vec<u8> {
+        crate::protocol::server_frame(OpCode::Text, p).to_vec()
     }
 
     #[test]

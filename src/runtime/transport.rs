@@ -12,7 +12,9 @@
 //! - `shutdown_write` ends our direction (TLS: close_notify first).
 
 use std::io::{self, IoSlice, Read, Write};
+use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
@@ -64,6 +66,27 @@ impl Transport {
         match self {
             Transport::Plain(s) => s.read(buf),
             Transport::Tls(t) => t.read(buf),
+        }
+    }
+
+    /// Reads plaintext into memory that may be uninitialised, for a read
+    /// straight into a message buffer's spare capacity. `None` over TLS
+    /// (its plaintext is copied out of the session's buffer anyway: read
+    /// with [`Transport::read`]).
+    pub fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> Option<io::Result<usize>> {
+        match self {
+            Transport::Plain(s) => {
+                // SAFETY: `buf` is valid for writes of `buf.len()` bytes and
+                // recv writes at most that many; the descriptor is owned by
+                // `s`, which is alive for the call.
+                let n = unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                Some(if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                })
+            }
+            Transport::Tls(_) => None,
         }
     }
 

@@ -50,6 +50,10 @@ const WHEEL_SLOTS: usize = 512;
 const ACCEPTS_PER_EVENT: usize = 256;
 /// Most reads from one connection in one loop turn.
 const READS_PER_TURN: usize = 4;
+/// The rest of a data frame is read straight into its message buffer when at
+/// least this much of it is still to come (smaller remainders are read into
+/// the receive buffer with whatever follows them).
+const DIRECT_READ_MIN_BYTES: usize = 16 << 10;
 
 /// The most connections a worker reserves table space for at start (the
 /// tables grow past it if needed).
@@ -67,7 +71,6 @@ const TRIM_AFTER_OPENED: usize = 1024;
 pub(crate) struct Worker<H: Handler> {
     poll: Poll,
     listener: Option<TcpListener>,
-    inbox: mpsc::Receiver<Command>,
     conns: Slab<Connection<H::Data>>,
     handler: H,
     ctx: Ctx,
@@ -135,7 +138,6 @@ impl<H: Handler> Worker<H> {
         Ok(Worker {
             poll,
             listener: Some(listener),
-            inbox,
             conns: Slab::with_capacity(capacity),
             handler,
             rbuf: vec![0; cfg.receive_buffer_bytes],
@@ -145,6 +147,8 @@ impl<H: Handler> Worker<H> {
                 cfg,
                 out: Outbox::with_capacity(capacity),
                 rooms: Default::default(),
+                inbox,
+                deferred: Default::default(),
                 closes: Vec::new(),
                 rearm: Vec::new(),
                 handle,
@@ -358,9 +362,22 @@ impl<H: Handler> Worker<H> {
 
     // ----- commands from other threads ----------------------------------------
 
+    /// Carries out the commands a callback set aside, then drains the
+    /// command channel. `mpsc` is one FIFO queue per worker: commands sent
+    /// one after the other (by any threads, ordered by a lock or by being on
+    /// one thread) are taken in that order. Room history relies on it: a
+    /// room's messages are numbered and sent to every worker's channel under
+    /// one lock, and a worker that publishes or joins first fans out what is
+    /// waiting in its channel ([`Ctx::drain_publishes`]), so every worker
+    /// fans them out in the order of their numbers.
     fn commands(&mut self) {
         self.link().clear_notified();
-        while let Ok(cmd) = self.inbox.try_recv() {
+        while let Some(cmd) = self
+            .ctx
+            .deferred
+            .pop_front()
+            .or_else(|| self.ctx.inbox.try_recv().ok())
+        {
             match cmd {
                 Command::Publish { room, msg, exclude } => {
                     let exclude = exclude
@@ -371,6 +388,14 @@ impl<H: Handler> Worker<H> {
                 Command::Send { id, frame } => {
                     if let Some(key) = self.live_open(id) {
                         self.ctx.send_framed(key, id.gen, frame);
+                    }
+                }
+                Command::Notify { id, payload } => {
+                    if let Some(key) = self.live_open(id) {
+                        let closing = self.conns[key].core.has(flag::CLOSE_REQUESTED);
+                        if !closing {
+                            self.with_conn(key, |h, c| h.on_notify(c, &payload));
+                        }
                     }
                 }
                 Command::Close { id, code, reason } => {
@@ -392,6 +417,9 @@ impl<H: Handler> Worker<H> {
                         .map_or((0, Default::default()), |r| (r.members().len(), r.stats));
                     let _ = reply.send(answer);
                 }
+                Command::Describe { ids, reply } => {
+                    let _ = reply.send(self.describe(&ids));
+                }
                 Command::Shutdown => self.begin_shutdown(),
             }
             self.settle();
@@ -404,6 +432,31 @@ impl<H: Handler> Worker<H> {
         let conn = self.conns.get(key)?;
         (id.worker == self.ctx.index && conn.core.gen == id.gen && conn.core.phase == Phase::Open)
             .then_some(key)
+    }
+
+    /// What [`super::handle::ConnectionInfo`] says of the open connections among `ids`.
+    fn describe(&self, ids: &[ConnId]) -> Vec<super::handle::ConnectionInfo> {
+        ids.iter()
+            .filter_map(|&id| {
+                let key = self.live_open(id)?;
+                let conn = &self.conns[key];
+                let peer = conn.io.peer_addr();
+                let forwarded = self.client_ips.get(key).copied().flatten();
+                let age = (self.ctx.now as u32).wrapping_sub(conn.core.opened);
+                Some(super::handle::ConnectionInfo {
+                    id,
+                    peer,
+                    client_ip: forwarded.or(peer.map(|p| p.ip())),
+                    age: Duration::from_millis(u64::from(age)),
+                    rooms: self
+                        .ctx
+                        .rooms
+                        .rooms_of(key as u32)
+                        .map(str::to_owned)
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     fn begin_shutdown(&mut self) {
@@ -462,10 +515,58 @@ impl<H: Handler> Worker<H> {
                 break;
             }
             conn.core.clear(flag::READ_PENDING);
-            match conn.io.read(&mut rbuf) {
+            // The rest of a large frame is read straight into its message
+            // buffer (no copy from `rbuf`); everything else lands in `rbuf`.
+            let direct = match conn.core.phase {
+                Phase::Open => true,
+                Phase::Closing => !conn.core.has(flag::DISCARD_INPUT),
+                Phase::Handshake | Phase::Draining => false,
+            };
+            let room = direct
+                .then(|| {
+                    let dcfg = self.decoder_config(key);
+                    let conn = &mut self.conns[key];
+                    let room =
+                        conn.decoder
+                            .payload_room(DIRECT_READ_MIN_BYTES, rbuf.len(), &dcfg)?;
+                    let len = room.len();
+                    conn.io.read_uninit(room).map(|r| (r, len))
+                })
+                .flatten();
+            let conn = &mut self.conns[key];
+            let (result, room) = match room {
+                Some((result, len)) => (result, Some(len)),
+                None => (conn.io.read(&mut rbuf), None),
+            };
+            match result {
                 Ok(0) => {
                     self.on_eof(key);
                     break;
+                }
+                Ok(n) if room.is_some() => {
+                    reads += 1;
+                    self.ctx.stats.bytes_in.add(n as u64);
+                    // SAFETY: recv wrote these n bytes (at most the room's
+                    // length) into the room the decoder just gave, and nothing
+                    // else touched the decoder since.
+                    let filled = unsafe { self.conns[key].decoder.payload_filled(n) };
+                    match filled {
+                        Ok(()) => self.input(key, &mut []),
+                        Err(e) => {
+                            self.fail(key, &e);
+                            break;
+                        }
+                    }
+                    let Some(conn) = self.conns.get_mut(key) else {
+                        break;
+                    };
+                    if conn.core.phase == Phase::Open && self.ctx.out.queued_bytes(key) > limit {
+                        conn.core.set(flag::READ_PAUSED | flag::READ_PENDING);
+                        break;
+                    }
+                    if room.is_some_and(|len| n < len) && !read_closed {
+                        break;
+                    }
                 }
                 Ok(n) => {
                     reads += 1;
@@ -744,7 +845,7 @@ impl<H: Handler> Worker<H> {
                 decoder,
                 core,
                 data,
-                ..
+                io,
             } = conn;
             let event = match decoder.decode(&mut input, &dcfg) {
                 Ok(Some(ev)) => ev,
@@ -756,7 +857,7 @@ impl<H: Handler> Worker<H> {
             };
             let open = core.phase == Phase::Open;
             match event {
-                Event::Message(msg) => deliver(handler, key, core, data, ctx, open, msg),
+                Event::Message(msg) => deliver(handler, key, core, io, data, ctx, open, msg),
                 Event::Compressed { binary, payload } => {
                     if !open {
                         // Closing: messages are no longer delivered, so not inflated either.
@@ -800,7 +901,7 @@ impl<H: Handler> Worker<H> {
                         Err(e) => Err(e),
                     };
                     match msg {
-                        Ok(msg) => deliver(handler, key, core, data, ctx, open, msg),
+                        Ok(msg) => deliver(handler, key, core, io, data, ctx, open, msg),
                         Err(e) => {
                             self.fail(key, &e);
                             return;
@@ -1052,8 +1153,8 @@ impl<H: Handler> Worker<H> {
                 let Some(conn) = conns.get_mut(key) else {
                     return;
                 };
-                let Connection { core, data, .. } = conn;
-                deliver(handler, key, core, data, ctx, true, msg);
+                let Connection { core, data, io, .. } = conn;
+                deliver(handler, key, core, io, data, ctx, true, msg);
             }
             Err(e) => {
                 self.recycle(job.out);
@@ -1210,13 +1311,14 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
-        let Connection { core, data, .. } = conn;
+        let Connection { core, data, io, .. } = conn;
         if let Some(data) = data.as_mut() {
             f(
                 handler,
                 &mut Conn {
                     key,
                     core,
+                    io,
                     data,
                     ctx,
                 },
@@ -1494,10 +1596,12 @@ impl<H: Handler> Worker<H> {
 /// Counts a received message and hands it to the handler, unless the
 /// connection is no longer open or its handler already asked to close it.
 #[inline]
+#[allow(clippy::too_many_arguments)] // the connection's fields, borrowed apart from its decoder
 fn deliver<H: Handler>(
     handler: &mut H,
     key: usize,
     core: &mut Core,
+    io: &mut Transport,
     data: &mut Option<H::Data>,
     ctx: &mut Ctx,
     open: bool,
@@ -1511,6 +1615,7 @@ fn deliver<H: Handler>(
             &mut Conn {
                 key,
                 core,
+                io,
                 data,
                 ctx,
             },

@@ -50,6 +50,8 @@ pub struct Rooms {
     pub addr: SocketAddr,
     /// Mints tokens with the server's key.
     pub keys: Keys,
+    /// Where the admin API listens, when `admin.listen` is set.
+    pub admin: Option<SocketAddr>,
     running: Option<Running>,
 }
 
@@ -60,11 +62,30 @@ impl Rooms {
         let server =
             RoomServer::bind(cfg.clone(), Keys::hs256(SECRET.as_bytes(), &cfg.auth)).expect("bind");
         let addr = server.local_addr();
+        let admin = server.admin_addr();
         let running = server.start().expect("start");
         Rooms {
             addr,
             keys,
+            admin,
             running: Some(running),
+        }
+    }
+
+    /// A handle on a room server that runs elsewhere (another process) at
+    /// `addr`, with the test secret and no clock leeway.
+    pub fn at(addr: SocketAddr) -> Rooms {
+        Rooms::attach(addr, Keys::hs256(SECRET.as_bytes(), &config().auth))
+    }
+
+    /// A handle on a server started elsewhere (at `addr`, minting tokens
+    /// with `keys`); dropping it does not stop that server.
+    pub fn attach(addr: SocketAddr, keys: Keys) -> Rooms {
+        Rooms {
+            addr,
+            keys,
+            admin: None,
+            running: None,
         }
     }
 

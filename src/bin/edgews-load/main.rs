@@ -188,6 +188,11 @@ struct Common {
     /// Default: ws://127.0.0.1:9001/, for rooms-* ws://127.0.0.1:8080/ws.
     #[arg(long)]
     url: Option<String>,
+    /// More nodes of the same cluster (`broker = "redis"`), same path:
+    /// connections go round-robin over --url and these
+    /// (`--also-url ws://127.0.0.1:8081/ws --also-url ...`).
+    #[arg(long, value_name = "URL")]
+    also_url: Vec<String>,
     /// Connections (subscribers for fanout).
     #[arg(long, short = 'c', default_value_t = 100)]
     connections: usize,
@@ -203,6 +208,10 @@ struct Common {
     /// The server's process id: report its CPU and memory from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// More server processes (the other nodes of a cluster, Redis): their
+    /// CPU and memory are added to --server-pid's.
+    #[arg(long, value_name = "PID")]
+    also_server_pid: Vec<u32>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -276,8 +285,26 @@ fn target(common: &Common, rooms: bool) -> Result<Target, String> {
     } else {
         Vec::new()
     };
+    let mut also = Vec::new();
+    for u in &common.also_url {
+        let hp = u
+            .strip_prefix("ws://")
+            .or_else(|| u.strip_prefix("wss://"))
+            .ok_or_else(|| format!("{u}: the URL must start with ws:// or wss://"))?;
+        let hp = hp.split('/').next().unwrap_or(hp);
+        let a = hp
+            .to_socket_addrs()
+            .map_err(|e| format!("{hp}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{hp}: no address"))?;
+        if !a.ip().is_loopback() {
+            return Err(format!("{a} is not a loopback address"));
+        }
+        also.push(a);
+    }
     Ok(Target {
         addr,
+        also,
         host: hostport.to_owned(),
         path: path.to_owned(),
         sources: Vec::new(),
@@ -413,7 +440,7 @@ fn run(scenario: Scenario) -> Result<(), String> {
             let target = target(&common, false)?;
             raise_fd_limit();
             let deadline = clock + Duration::from_secs_f64(common.open_timeout);
-            let before = common.server_pid.and_then(sample);
+            let before = sample_servers(&common);
             let threads: Vec<_> = split(common.connections, common.threads)
                 .into_iter()
                 .map(|(first, count)| {
@@ -435,7 +462,7 @@ fn run(scenario: Scenario) -> Result<(), String> {
                 failed += c.failed;
                 last = last.max(c.last_ns);
             }
-            let after = common.server_pid.and_then(sample);
+            let after = sample_servers(&common);
             let secs = last as f64 / 1e9;
             let mut r = Report::default();
             r.set("scenario", "connect");
@@ -724,7 +751,7 @@ fn run_idle(
         .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
         .collect();
     target.per_source = common.connections.div_ceil(target.sources.len()).max(1);
-    let before = common.server_pid.and_then(sample);
+    let before = sample_servers(&common);
     let hold = common.open_timeout + settle + common.duration;
     let deadline = clock + Duration::from_secs_f64(hold);
     let threads: Vec<_> = split(common.connections, common.threads)
@@ -741,7 +768,7 @@ fn run_idle(
         .collect();
     let opened = wait_open(&shared, common.connections, common.open_timeout);
     thread::sleep(Duration::from_secs_f64(settle));
-    let after = common.server_pid.and_then(sample);
+    let after = sample_servers(&common);
     let n = shared.opened.load(Ordering::Acquire);
     let mut r = Report::default();
     r.set("scenario", name);
@@ -766,6 +793,17 @@ fn run_idle(
     opened.map_err(|e| why.map_or(e.clone(), |w| format!("{e}; {w}")))
 }
 
+/// The server's CPU and memory: --server-pid plus every --also-server-pid.
+fn sample_servers(common: &Common) -> Option<report::ProcSample> {
+    let mut total = sample(common.server_pid?)?;
+    for pid in &common.also_server_pid {
+        let s = sample(*pid)?;
+        total.cpu_secs += s.cpu_secs;
+        total.rss_bytes += s.rss_bytes;
+    }
+    Some(total)
+}
+
 /// Sleeps until the window opens and closes, sampling the server at both ends.
 fn sample_window(
     common: &Common,
@@ -779,9 +817,9 @@ fn sample_window(
         }
     };
     until(window.from);
-    let before = common.server_pid.and_then(sample);
+    let before = sample_servers(common);
     until(window.to);
-    let after = common.server_pid.and_then(sample);
+    let after = sample_servers(common);
     (before, after)
 }
 

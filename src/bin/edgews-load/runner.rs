@@ -67,6 +67,8 @@ impl Io<'_> {
 #[derive(Clone, Debug)]
 pub struct Target {
     pub addr: SocketAddr,
+    /// More nodes: connection `i` goes to `[addr, also..][i % (1 + also.len())]`.
+    pub also: Vec<SocketAddr>,
     pub host: String,
     pub path: String,
     /// Source addresses to spread connections over (empty: the default one).
@@ -107,7 +109,11 @@ pub fn run<S: Scenario>(
             let from = (!target.sources.is_empty()).then(|| {
                 target.sources[(global / target.per_source.max(1)) % target.sources.len()]
             });
-            match Conn::connect(target.addr, from, &target.security) {
+            let addr = match global % (1 + target.also.len()) {
+                0 => target.addr,
+                i => target.also[i - 1],
+            };
+            match Conn::connect(addr, from, &target.security) {
                 Ok(mut c) => {
                     poll.registry().register(
                         &mut c.sock,

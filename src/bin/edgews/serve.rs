@@ -8,7 +8,6 @@ use clap::Args;
 use edgews::rooms::auth::{self, Claims, Keys};
 use edgews::rooms::server::RoomServer;
 use edgews::rooms::RoomServerConfig;
-use edgews::runtime::shutdown_on_signals;
 
 use crate::CliError;
 
@@ -90,9 +89,36 @@ pub fn keys(cfg: &RoomServerConfig) -> Result<(Keys, bool), CliError> {
     Ok((Keys::hs256(secret.as_bytes(), &cfg.auth), true))
 }
 
+/// Dev mode with `admin.listen` on a loopback address and no admin token:
+/// a generated one, kept next to the dev secret (`dev-admin-token`) so
+/// restarts keep it. Returns it, to print.
+fn dev_admin_token(
+    cfg: &mut RoomServerConfig,
+) -> Result<Option<(String, std::path::PathBuf)>, CliError> {
+    let a = &cfg.admin;
+    let configured = a.token.is_some()
+        || a.token_file.is_some()
+        || a.read_token.is_some()
+        || a.read_token_file.is_some();
+    match a.listen {
+        Some(addr) if !configured && addr.ip().is_loopback() => {}
+        _ => return Ok(None),
+    }
+    let path = cfg
+        .auth
+        .dev_secret_file
+        .parent()
+        .unwrap_or(std::path::Path::new(""))
+        .join("dev-admin-token");
+    let (token, _) = auth::dev_secret(&path)
+        .map_err(|e| CliError::Config(format!("dev admin token {}: {e}", path.display())))?;
+    cfg.admin.token = Some(token.clone());
+    Ok(Some((token, path)))
+}
+
 /// Runs the room server until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
-    let cfg = args.config.load()?;
+    let mut cfg = args.config.load()?;
     if args.print_config {
         print!("{}", cfg.to_toml());
         return Ok(());
@@ -112,6 +138,11 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             keys.mint(&claims)
                 .map_err(|e| CliError::Run(e.to_string()))?,
         )
+    } else {
+        None
+    };
+    let admin_token = if dev {
+        dev_admin_token(&mut cfg)?
     } else {
         None
     };
@@ -135,9 +166,17 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         println!("  {token}");
         println!("Try it:  {}://{addr}/ws?token={token}", scheme.0);
         println!("Demo:    {}://{addr}/", scheme.1);
+        if let (Some((token, file)), Some(admin)) = (&admin_token, server.admin_addr()) {
+            println!("Admin API (a dev admin token, kept in {}):", file.display());
+            println!("  curl -H 'Authorization: Bearer {token}' http://{admin}/api/admin/rooms");
+        }
     }
     tracing::info!(%addr, "room server listening on {}://{addr}/ws", scheme.0);
-    shutdown_on_signals(server.handle())?;
+    if let Some(admin) = server.admin_addr() {
+        tracing::info!(%admin, "admin API listening on http://{admin}/api/admin/");
+    }
+    // SIGTERM drains: clients are told when to reconnect, then 1001.
+    server.drain_on_signals()?;
     server.run()?;
     Ok(())
 }

@@ -58,6 +58,60 @@ fn run_cut(
     (events, None)
 }
 
+/// Like [`run_cut`], but the way the runtime reads: wherever a data frame
+/// is in progress, its payload is written straight into the room
+/// [`Decoder::payload_room`] gives (at most `max` bytes at a time), the rest
+/// is decoded from the pieces.
+fn run_cut_direct(
+    stream: &[u8],
+    cuts: &[usize],
+    max: usize,
+    cfg: &DecoderConfig,
+) -> (Vec<Owned>, Option<ProtocolError>) {
+    let mut dec = Decoder::<Server>::new();
+    let mut data = stream.to_vec();
+    let mut events = Vec::new();
+    let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(data.len())).collect();
+    bounds.push(0);
+    bounds.push(data.len());
+    bounds.sort_unstable();
+    bounds.dedup();
+    for w in bounds.windows(2) {
+        let mut at = w[0];
+        while at < w[1] {
+            if let Some(room) = dec.payload_room(1, max, cfg) {
+                let n = room.len().min(w[1] - at);
+                for (dst, &b) in room.iter_mut().zip(&data[at..at + n]) {
+                    dst.write(b);
+                }
+                at += n;
+                // SAFETY: the first n bytes of the room were just written.
+                if let Err(e) = unsafe { dec.payload_filled(n) } {
+                    return (events, Some(e));
+                }
+                loop {
+                    match dec.decode(&mut Input::new(&mut []), cfg) {
+                        Ok(Some(ev)) => events.push(own(ev)),
+                        Ok(None) => break,
+                        Err(e) => return (events, Some(e)),
+                    }
+                }
+                continue;
+            }
+            let mut input = Input::new(&mut data[at..w[1]]);
+            loop {
+                match dec.decode(&mut input, cfg) {
+                    Ok(Some(ev)) => events.push(own(ev)),
+                    Ok(None) => break,
+                    Err(e) => return (events, Some(e)),
+                }
+            }
+            at = w[1];
+        }
+    }
+    (events, None)
+}
+
 fn run(stream: &[u8]) -> (Vec<Owned>, Option<ProtocolError>) {
     run_cut(stream, &[], &DecoderConfig::default())
 }
@@ -420,6 +474,31 @@ proptest! {
     }
 
     #[test]
+    fn reading_payloads_into_the_message_buffer_gives_the_same_events(
+        items in proptest::collection::vec(item(), 1..6),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        max in 1usize..100_000,
+    ) {
+        let (stream, expected) = encode(&items);
+        let cuts: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+        let (events, err) = run_cut_direct(&stream, &cuts, max, &DecoderConfig::default());
+        prop_assert_eq!(err, None);
+        prop_assert_eq!(events, expected);
+    }
+
+    #[test]
+    fn arbitrary_bytes_read_directly_match_decoding(
+        data in proptest::collection::vec(any::<u8>(), 0..512),
+        cuts in proptest::collection::vec(0usize..512, 0..4),
+    ) {
+        let cfg = DecoderConfig { max_message_bytes: 1000, allow_rsv1: true };
+        let (e1, err1) = run_cut(&data, &cuts, &cfg);
+        let (e2, err2) = run_cut_direct(&data, &cuts, 7, &cfg);
+        prop_assert_eq!(e1, e2);
+        prop_assert_eq!(err1.map(|e| e.close_code()), err2.map(|e| e.close_code()));
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(
         data in proptest::collection::vec(any::<u8>(), 0..512),
         cuts in proptest::collection::vec(0usize..512, 0..4),
@@ -427,6 +506,18 @@ proptest! {
         let cfg = DecoderConfig { max_message_bytes: 1000, allow_rsv1: true };
         let _ = run_cut(&data, &cuts, &cfg);
     }
+}
+
+#[test]
+fn invalid_utf8_read_into_the_message_buffer_fails_with_1007() {
+    let mut enc = Encoder::<Client>::new();
+    let mut text = "é".repeat(20_000).into_bytes();
+    text[30_000] = 0xff;
+    let mut stream = Vec::new();
+    enc.frame(&mut stream, OpCode::Text, &text);
+    let (events, err) = run_cut_direct(&stream, &[100], 4096, &DecoderConfig::default());
+    assert!(events.is_empty());
+    assert_eq!(err.map(|e| e.close_code().get()), Some(1007));
 }
 
 #[test]
