@@ -2,18 +2,21 @@
 # The Autobahn conformance run: install wstest if needed, build and start
 # `edgews echo`, run the fuzzing client, stop the server, check the report.
 #
-#   autobahn/run.sh [--compression off|shared|dedicated] [--cases 1-10|all]
+#   autobahn/run.sh [--compression off|shared|dedicated] [--cases 1-10|deflate|all]
 #                   [--tls] [--name NAME] [--bin PATH] [--no-build]
 #                   [--url ws://...] [--server-arg ARG]...
+#                   [--preset COMPRESSOR/DECOMPRESSOR]
 #
 # Defaults: no compression and cases 1.* to 10.*; with --compression shared or
-# dedicated, all cases (12.* and 13.* are permessage-deflate). --url runs
+# dedicated, all cases (12.* and 13.*, the `deflate` set, are permessage-deflate). --url runs
 # against a server that is already running (nothing is built or started).
+# --preset (with --compression dedicated) picks the per-connection deflate
+# presets, e.g. 3kb/512b (see `edgews echo --help`).
 # Reports go to autobahn/reports/NAME/ (git-ignored).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-compression=off cases="" tls=0 name="" bin="" build=1 url="" server_args=()
+compression=off cases="" tls=0 name="" bin="" build=1 url="" server_args=() preset=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --compression) compression="$2"; shift 2 ;;
@@ -24,7 +27,8 @@ while [ $# -gt 0 ]; do
     --no-build) build=0; shift ;;
     --url) url="$2"; build=0; shift 2 ;;
     --server-arg) server_args+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --preset) preset="$2"; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -32,10 +36,16 @@ case "$compression" in off|shared|dedicated) ;; *) echo "run.sh: --compression o
 [ -n "$cases" ] || { [ "$compression" = off ] && cases=1-10 || cases=all; }
 case "$cases" in
   1-10) case_list='["1.*","2.*","3.*","4.*","5.*","6.*","7.*","8.*","9.*","10.*"]' ;;
+  deflate) case_list='["12.*","13.*"]' ;;
   all) case_list='["*"]' ;;
-  *) echo "run.sh: --cases 1-10|all" >&2; exit 2 ;;
+  *) echo "run.sh: --cases 1-10|deflate|all" >&2; exit 2 ;;
 esac
-[ -n "$name" ] || name="$compression-$cases$([ $tls = 1 ] && echo -tls || true)"
+if [ -n "$preset" ]; then
+  [ "$compression" = dedicated ] || { echo "run.sh: --preset needs --compression dedicated" >&2; exit 2; }
+  case "$preset" in */*) ;; *) echo "run.sh: --preset COMPRESSOR/DECOMPRESSOR, e.g. 3kb/512b" >&2; exit 2 ;; esac
+  server_args+=(--compression-preset "${preset%/*}" --decompression-preset "${preset#*/}")
+fi
+[ -n "$name" ] || name="$compression-$cases$([ -n "$preset" ] && echo "-${preset/\//-}" || true)$([ $tls = 1 ] && echo -tls || true)"
 
 wstest="$("$here/install-wstest.sh")"
 outdir="$here/reports/$name"

@@ -10,6 +10,12 @@
 # dedicated11-used: after each connection had one 1 KiB message echoed
 # compressed (so a dedicated connection holds its compressor; the generator
 # sends uncompressed, so no inflater is built).
+# preset:C:D[:BYTES]: dedicated with --compression-preset C and
+# --decompression-preset D (D "-": the hello goes uncompressed, so only the
+# compressor is built), after one BYTES-long message (default 1024) went
+# compressed each way: the memory of a connection in active use. A hello of
+# 65536 fills every window, the steady state of a busy connection.
+#   benches/density.sh --modes "preset:3kb:512b preset:256kb:32kb:65536"
 # The open-files limit is raised to the hard limit for both processes. On
 # machines where that limit is 20,000 per process, N stays at 15,000; the
 # figure is per connection, so it holds at 100,000 as well (one process per
@@ -23,7 +29,7 @@ while [ $# -gt 0 ]; do
     --connections) n="$2"; shift 2 ;;
     --modes) modes="$2"; shift 2 ;;
     --peers) peers=1; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "density.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -76,6 +82,16 @@ for mode in $modes; do
     dedicated11-used) run "edgews, permessage-deflate dedicated (11-bit window), after one compressed 1 KiB echo" "ws://127.0.0.1:$port/" "--deflate --hello 1024 --open-timeout 120" $edgews $common --compression dedicated --compression-window-bits 11 --listen 127.0.0.1:$port ;;
     shared-used) run "edgews, permessage-deflate shared, after one compressed 1 KiB echo" "ws://127.0.0.1:$port/" "--deflate --hello 1024 --open-timeout 120" $edgews $common --compression shared --listen 127.0.0.1:$port ;;
     dedicated11) run "edgews, permessage-deflate dedicated (11-bit window)" "ws://127.0.0.1:$port/" "--deflate" $edgews $common --compression dedicated --compression-window-bits 11 --listen 127.0.0.1:$port ;;
+    preset:*)
+      IFS=: read -r _ cpre dpre bytes <<<"$mode"
+      bytes=${bytes:-1024}
+      if [ "$dpre" = "-" ]; then
+        run "edgews, dedicated, compressor preset $cpre, after one compressed $bytes-byte echo (no inflater)" "ws://127.0.0.1:$port/" "--deflate --hello $bytes --open-timeout 45" \
+          $edgews $common --compression dedicated --compression-preset "$cpre" --listen 127.0.0.1:$port
+      else
+        run "edgews, dedicated, presets $cpre / $dpre, after one $bytes-byte message compressed each way" "ws://127.0.0.1:$port/" "--deflate --hello $bytes --compress-hello --open-timeout 45" \
+          $edgews $common --compression dedicated --compression-preset "$cpre" --decompression-preset "$dpre" --listen 127.0.0.1:$port
+      fi ;;
     tls) run "edgews, TLS (wss, ECDSA P-256)" "wss://127.0.0.1:$port/" "" $edgews $common --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --listen 127.0.0.1:$port ;;
     *) echo "density.sh: unknown mode $mode" >&2; exit 2 ;;
   esac

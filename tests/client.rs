@@ -147,8 +147,8 @@ fn deflate_with_the_edgews_server() {
         .collect();
     for (mode, cap) in [
         (Compression::Shared, true),
-        (Compression::Dedicated { window_bits: 11 }, true),
-        (Compression::Dedicated { window_bits: 15 }, false),
+        (Compression::dedicated_window_bits(11), true),
+        (Compression::dedicated_window_bits(15), false),
     ] {
         let server = TestServer::echo(config().compression(mode));
         let offer = DeflateOffer {

@@ -99,7 +99,7 @@ fn shared_mode_interoperates_and_compresses() {
 
 #[test]
 fn dedicated_mode_interoperates_and_compresses_better() {
-    let (ext, sent, payload) = interop(Compression::Dedicated { window_bits: 15 });
+    let (ext, sent, payload) = interop(Compression::DEDICATED);
     assert_eq!(ext, "permessage-deflate");
     assert!(
         sent * 3 < payload,
@@ -114,8 +114,23 @@ fn dedicated_mode_interoperates_and_compresses_better() {
 
 #[test]
 fn small_windows_are_negotiated_and_work() {
-    let (ext, _, _) = interop(Compression::Dedicated { window_bits: 10 });
+    let (ext, _, _) = interop(Compression::dedicated_window_bits(10));
     assert_eq!(ext, "permessage-deflate; client_max_window_bits=10");
+}
+
+#[test]
+fn smallest_presets_interoperate_and_compress() {
+    use edgews::protocol::deflate::{CompressorPreset, DecompressorPreset};
+    let (ext, sent, payload) = interop(Compression::Dedicated {
+        compressor: CompressorPreset::SIZE_3KB,
+        decompressor: DecompressorPreset::SIZE_512B,
+    });
+    // Python offers client_max_window_bits: it is told to keep within 512 bytes.
+    assert_eq!(ext, "permessage-deflate; client_max_window_bits=9");
+    assert!(
+        sent * 2 < payload,
+        "sent {sent} bytes for {payload} bytes of payload"
+    );
 }
 
 #[test]
@@ -199,4 +214,45 @@ fn a_decompression_bomb_gets_1009_and_costs_at_most_the_limit() {
         }
         other => panic!("expected a compressed echo, got {other:?}"),
     }
+}
+
+/// Two connections on one worker with the smallest presets (window-only
+/// inflaters): one sends messages of several inflate slices, compressed with
+/// context takeover, while the other keeps echoing small ones; both read
+/// back exactly what they sent, so a window handed from one connection's
+/// message to the next turns never mixes with another's.
+const TWO_CLIENTS: &str = r#"
+import os, sys
+from websockets.sync.client import connect
+url = sys.argv[1]
+with connect(url, max_size=None, compression="deflate") as big, connect(url, max_size=None, compression="deflate") as small:
+    for round in range(3):
+        # ~3 MiB that compresses well but not to nothing: a slice per turn, several turns.
+        text = "".join(f"line {i} of round {round}: the quick brown fox {i % 97}\n" for i in range(60000))
+        big.send(text)
+        for i in range(20):
+            m = f"small {round} {i} " * 40
+            small.send(m)
+            assert small.recv() == m, "small echo mismatch"
+        assert big.recv() == text, "big echo mismatch"
+    print("ok", flush=True)
+"#;
+
+#[test]
+fn large_messages_inflate_in_slices_with_the_smallest_presets() {
+    use edgews::protocol::deflate::{CompressorPreset, DecompressorPreset};
+    let server = TestServer::echo(config().workers(1).compression(Compression::Dedicated {
+        compressor: CompressorPreset::SIZE_3KB,
+        decompressor: DecompressorPreset::SIZE_512B,
+    }));
+    let out = Command::new(python())
+        .args(["-c", TWO_CLIENTS, &server.url()])
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -87,9 +87,13 @@ pub(crate) fn render(handle: &ServerHandle) -> String {
     let compression = match c.compression {
         Compression::Off => json!("off"),
         Compression::Shared => json!("shared"),
-        Compression::Dedicated { window_bits } => {
-            json!({ "dedicated": { "window_bits": window_bits } })
-        }
+        Compression::Dedicated {
+            compressor,
+            decompressor,
+        } => json!({ "dedicated": {
+            "compressor": { "window_bits": compressor.window_bits, "mem_level": compressor.mem_level },
+            "decompressor": { "window_bits": decompressor.window_bits },
+        } }),
     };
     let doc = json!({
         "version": env!("CARGO_PKG_VERSION"),

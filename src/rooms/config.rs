@@ -67,6 +67,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
+use crate::protocol::deflate::{CompressorPreset, DecompressorPreset};
+
 /// Every setting of `edgews serve`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -118,6 +120,14 @@ pub struct RoomServerConfig {
     pub receive_buffer_bytes: usize,
     /// permessage-deflate: `off`, `shared` or `dedicated`.
     pub compression: CompressionMode,
+    /// With `compression = "dedicated"`: memory of each connection's
+    /// compressor, `3kb` to `256kb` (uWebSockets-style presets; README's
+    /// density table has each one's memory and ratio).
+    pub compression_preset: String,
+    /// With `compression = "dedicated"`: window of each connection's
+    /// inflater, `512b` to `32kb` (clients that accept a limit are asked to
+    /// compress within it).
+    pub decompression_preset: String,
     /// Rooms with more distinct users than this send no `user_joined` /
     /// `user_left` events (0: always send them). Each join in a room of N
     /// members is N messages, so a room filling up to N members costs N²/2
@@ -365,6 +375,8 @@ impl Default for RoomServerConfig {
             max_queued_bytes: 16 << 20,
             receive_buffer_bytes: 256 << 10,
             compression: CompressionMode::Shared,
+            compression_preset: "256kb".into(),
+            decompression_preset: "32kb".into(),
             member_events_max_room_size: 1000,
             who_default_limit: 100,
             who_max_limit: 1000,
@@ -410,9 +422,12 @@ impl RoomServerConfig {
             .compression(match self.compression {
                 CompressionMode::Off => crate::runtime::Compression::Off,
                 CompressionMode::Shared => crate::runtime::Compression::Shared,
-                CompressionMode::Dedicated => {
-                    crate::runtime::Compression::Dedicated { window_bits: 15 }
-                }
+                CompressionMode::Dedicated => crate::runtime::Compression::Dedicated {
+                    compressor: CompressorPreset::named(&self.compression_preset)
+                        .ok_or("compression_preset: not a preset")?,
+                    decompressor: DecompressorPreset::named(&self.decompression_preset)
+                        .ok_or("decompression_preset: not a preset")?,
+                },
             });
         if self.workers > 0 {
             cfg = cfg.workers(self.workers);
@@ -628,6 +643,28 @@ impl RoomServerConfig {
                 format!(
                     "must be at least 1024 (an auth message carries a token), not {}",
                     self.max_message_bytes
+                ),
+            );
+        }
+        if CompressorPreset::named(&self.compression_preset).is_none() {
+            let names: Vec<_> = CompressorPreset::ALL.iter().map(|(n, _)| *n).collect();
+            return err(
+                "compression_preset",
+                format!(
+                    "must be one of {}, not `{}`",
+                    names.join(", "),
+                    self.compression_preset
+                ),
+            );
+        }
+        if DecompressorPreset::named(&self.decompression_preset).is_none() {
+            let names: Vec<_> = DecompressorPreset::ALL.iter().map(|(n, _)| *n).collect();
+            return err(
+                "decompression_preset",
+                format!(
+                    "must be one of {}, not `{}`",
+                    names.join(", "),
+                    self.decompression_preset
                 ),
             );
         }
@@ -1345,6 +1382,27 @@ mod tests {
         assert_eq!(e.key_name(), Some("listen"), "{e}");
         let e = load(None, &[], &[("compression", "max")]).unwrap_err();
         assert_eq!(e.key_name(), Some("compression"), "{e}");
+        let e = load(None, &[], &[("compression_preset", "5kb")]).unwrap_err();
+        assert_eq!(e.key_name(), Some("compression_preset"), "{e}");
+        let e = load(None, &[("EDGEWS_DECOMPRESSION_PRESET", "3kb")], &[]).unwrap_err();
+        assert_eq!(e.key_name(), Some("decompression_preset"), "{e}");
+        let cfg = load(
+            None,
+            &[],
+            &[
+                ("compression", "dedicated"),
+                ("compression_preset", "3kb"),
+                ("decompression_preset", "512b"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.engine_config().unwrap().compression,
+            crate::runtime::Compression::Dedicated {
+                compressor: CompressorPreset::SIZE_3KB,
+                decompressor: DecompressorPreset::SIZE_512B,
+            }
+        );
         let e = load(Some("not toml = = 1"), &[], &[]).unwrap_err();
         assert!(e.to_string().contains(".toml"), "{e}");
     }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::error::Error;
+use crate::protocol::deflate::{CompressorPreset, DecompressorPreset};
 
 /// What to do with a connection whose send queue is over
 /// [`Config::backpressure_bytes`] when a room message is published to it.
@@ -30,12 +31,34 @@ pub enum Compression {
     /// No context takeover in either direction: one compressor per worker,
     /// almost no memory per connection, and a broadcast is compressed once.
     Shared,
-    /// Context takeover: a compressor and decompressor per connection, with
-    /// windows of `2^window_bits` bytes (9–15) to bound their memory.
+    /// Context takeover: a compressor and decompressor per connection (each
+    /// made on first use), sized by presets to bound their memory. README's
+    /// density table gives each preset's resident memory and ratio.
     Dedicated {
-        /// Base-2 log of the LZ77 window (9–15).
-        window_bits: u8,
+        /// Window and hash size of each connection's compressor.
+        compressor: CompressorPreset,
+        /// Window of each connection's inflater (clients that offer
+        /// `client_max_window_bits` are asked to stay within it).
+        decompressor: DecompressorPreset,
     },
+}
+
+impl Compression {
+    /// Dedicated mode with the largest presets (32 KiB windows, memLevel 8):
+    /// the best ratio, ~256 KiB of zlib buffers per sending connection.
+    pub const DEDICATED: Compression = Compression::Dedicated {
+        compressor: CompressorPreset::SIZE_256KB,
+        decompressor: DecompressorPreset::SIZE_32KB,
+    };
+
+    /// Dedicated mode with windows of `2^window_bits` bytes both ways and
+    /// zlib's default memLevel 8 (the `--compression-window-bits` option).
+    pub const fn dedicated_window_bits(window_bits: u8) -> Compression {
+        Compression::Dedicated {
+            compressor: CompressorPreset::new(window_bits, 8),
+            decompressor: DecompressorPreset::new(window_bits),
+        }
+    }
 }
 
 /// Engine configuration.
@@ -313,10 +336,21 @@ impl Config {
         if longest > u128::from(u32::MAX / 2) {
             return bad("timeouts must be shorter than 24 days".into());
         }
-        if let Compression::Dedicated { window_bits } = self.compression {
-            if !(9..=15).contains(&window_bits) {
+        if let Compression::Dedicated {
+            compressor,
+            decompressor,
+        } = self.compression
+        {
+            if !compressor.is_valid() {
                 return bad(format!(
-                    "compression window_bits must be 9 to 15, not {window_bits}"
+                    "compression compressor window_bits must be 9 to 15 and mem_level 1 to 9, not {} and {}",
+                    compressor.window_bits, compressor.mem_level
+                ));
+            }
+            if !decompressor.is_valid() {
+                return bad(format!(
+                    "compression decompressor window_bits must be 9 to 15, not {}",
+                    decompressor.window_bits
                 ));
             }
         }
@@ -387,5 +421,38 @@ mod tests {
         assert!(big.buffered_input_budget() >= 2 << 30);
         let c = c.max_buffered_input_bytes(Some(20 << 20));
         assert_eq!(c.buffered_input_budget(), 20 << 20);
+    }
+
+    #[test]
+    fn dedicated_presets_are_validated() {
+        let c = Config::default().compression(Compression::dedicated_window_bits(8));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("window_bits"));
+        let c = Config::default().compression(Compression::Dedicated {
+            compressor: CompressorPreset::new(9, 0),
+            decompressor: DecompressorPreset::SIZE_512B,
+        });
+        assert!(c.validate().unwrap_err().to_string().contains("mem_level"));
+        let c = Config::default().compression(Compression::Dedicated {
+            compressor: CompressorPreset::SIZE_3KB,
+            decompressor: DecompressorPreset::new(16),
+        });
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("decompressor"));
+        for (_, compressor) in CompressorPreset::ALL {
+            for (_, decompressor) in DecompressorPreset::ALL {
+                let mode = Compression::Dedicated {
+                    compressor,
+                    decompressor,
+                };
+                Config::default().compression(mode).validate().unwrap();
+            }
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! after the message in the same read wait in `rest` and are decoded once
 //! the message has been delivered.
 
-use crate::protocol::deflate::{InflateProgress, Inflater};
+use super::compression::Detached;
+use crate::protocol::deflate::InflateProgress;
 
 /// Output appended per turn for one message (about a millisecond of work).
 pub(crate) const SLICE_BYTES: usize = 1 << 20;
@@ -23,9 +24,9 @@ pub(crate) struct Inflation {
     pub progress: InflateProgress,
     /// The message so far.
     pub out: Vec<u8>,
-    /// The inflater the message started on, when it was the worker's shared
-    /// one (a connection with its own inflater keeps using that).
-    pub own: Option<Box<Inflater>>,
+    /// The inflater the message started on, when it was one of the worker's
+    /// (a connection with its own inflater keeps using that).
+    pub own: Option<Box<Detached>>,
     /// Input that followed the message in the same read.
     pub rest: Vec<u8>,
     /// Bytes charged to the worker's input budget for this message.

@@ -896,7 +896,7 @@ impl<H: Handler> Worker<H> {
                                 input: payload.to_vec(),
                                 progress,
                                 out: std::mem::take(inflated),
-                                own: ctx.deflate.detach(byte),
+                                own: ctx.deflate.detach(key, byte),
                                 rest: input.remaining().to_vec(),
                                 charged: 0,
                             });
@@ -1100,11 +1100,16 @@ impl<H: Handler> Worker<H> {
                 own,
                 ..
             } = &mut *job;
-            let inflater = match own {
-                Some(own) => own,
-                None => self.ctx.deflate.inflater(key, byte),
-            };
-            let done = inflater.inflate_some(progress, input, out, limit, inflation::SLICE_BYTES);
+            let done = self.ctx.deflate.resume_some(
+                key,
+                byte,
+                own.as_deref_mut(),
+                progress,
+                input,
+                out,
+                limit,
+                inflation::SLICE_BYTES,
+            );
             job.charged = job.bytes();
             self.buffered += job.charged;
             match done {

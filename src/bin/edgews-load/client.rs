@@ -59,9 +59,15 @@ pub struct Out {
 }
 
 impl Out {
-    /// Queues one masked frame.
-    pub fn send(&mut self, enc: &mut Encoder<ClientRole>, opcode: OpCode, payload: &[u8]) {
-        enc.frame(&mut self.buf, opcode, payload);
+    /// Queues one masked frame, with RSV1 (compressed) when `compressed`.
+    pub fn send_with(
+        &mut self,
+        enc: &mut Encoder<ClientRole>,
+        opcode: OpCode,
+        compressed: bool,
+        payload: &[u8],
+    ) {
+        enc.frame_with(&mut self.buf, true, compressed, opcode, payload);
     }
 
     /// True when bytes wait to be written.

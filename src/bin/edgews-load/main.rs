@@ -147,6 +147,11 @@ struct IdleArgs {
     /// compressor, to measure the memory of a connection in use.
     #[arg(long, default_value_t = 0)]
     hello: usize,
+    /// Send the hello compressed (permessage-deflate, 512-byte window,
+    /// valid under any limit the server sets), so a `dedicated` server
+    /// also builds the connection's inflater. Needs `--deflate`.
+    #[arg(long, requires = "deflate")]
+    compress_hello: bool,
 }
 
 /// Who the room scenarios' connections are.
@@ -731,6 +736,7 @@ fn run_idle(
         sources,
         settle,
         hello,
+        compress_hello,
     } = args;
     let name = if plan.is_some() { "rooms-idle" } else { "idle" };
     let mut target = target(&common, plan.is_some())?;
@@ -753,7 +759,7 @@ fn run_idle(
         .map(|(first, count)| {
             let (target, shared, plan) = (target.clone(), shared.clone(), plan.clone());
             thread::spawn(move || {
-                let idle = scenario::idle::Idle::new(shared.clone(), hello);
+                let idle = scenario::idle::Idle::new(shared.clone(), hello, compress_hello);
                 let mut session = Session::new(idle, plan, first, count, shared);
                 let run = runner::run(&target, first, count, 256, clock, deadline, &mut session);
                 run.map(|_| refusal(std::slice::from_ref(&session)))

@@ -47,12 +47,18 @@ pub struct Io<'a> {
 impl Io<'_> {
     /// Queues a message on `id` (written at the end of the turn).
     pub fn send(&mut self, id: usize, opcode: OpCode, payload: &[u8]) {
+        self.send_with(id, opcode, false, payload);
+    }
+
+    /// Queues a message whose payload is already compressed when
+    /// `compressed` (RSV1 set; permessage-deflate must have been agreed).
+    pub fn send_with(&mut self, id: usize, opcode: OpCode, compressed: bool, payload: &[u8]) {
         let out = &mut self.outs[id];
         if out.open {
             if !out.wants_write() {
                 self.dirty.push(id);
             }
-            out.send(self.enc, opcode, payload);
+            out.send_with(self.enc, opcode, compressed, payload);
         }
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use edgews::protocol::deflate::{CompressorPreset, DecompressorPreset};
 use edgews::runtime::tls::{reload_on_sighup, CertStore};
 use edgews::runtime::{shutdown_on_signals, Compression, Config, Server, SlowConsumerPolicy};
 use edgews::server::EchoHandler;
@@ -26,6 +27,20 @@ enum CompressionArg {
     Shared,
     /// Context takeover: a compressor per connection (better ratio, more memory).
     Dedicated,
+}
+
+fn compressor_preset(name: &str) -> Result<CompressorPreset, String> {
+    CompressorPreset::named(name).ok_or_else(|| {
+        let names: Vec<_> = CompressorPreset::ALL.iter().map(|(n, _)| *n).collect();
+        format!("not a compressor preset; one of {}", names.join(", "))
+    })
+}
+
+fn decompressor_preset(name: &str) -> Result<DecompressorPreset, String> {
+    DecompressorPreset::named(name).ok_or_else(|| {
+        let names: Vec<_> = DecompressorPreset::ALL.iter().map(|(n, _)| *n).collect();
+        format!("not a decompressor preset; one of {}", names.join(", "))
+    })
 }
 
 /// Options of `edgews echo`.
@@ -76,10 +91,22 @@ pub struct EchoArgs {
     /// permessage-deflate mode.
     #[arg(long, value_enum, default_value_t = CompressionArg::Off)]
     compression: CompressionArg,
-    /// LZ77 window of `--compression dedicated`, as a power of two (9-15):
-    /// smaller windows cap the memory of each connection's compressor.
-    #[arg(long, default_value_t = 15)]
-    compression_window_bits: u8,
+    /// LZ77 window of `--compression dedicated`, as a power of two (9-15),
+    /// both ways, with zlib's default memLevel 8. The presets below size
+    /// compressor and inflater more finely.
+    #[arg(long, conflicts_with_all = ["compression_preset", "decompression_preset"])]
+    compression_window_bits: Option<u8>,
+    /// Memory of each connection's compressor in `--compression dedicated`
+    /// (uWebSockets-style presets): 3kb, 4kb, 8kb, 16kb, 32kb, 64kb, 128kb or
+    /// 256kb. Smaller: less memory, a worse ratio. README's density table
+    /// has what each costs per connection.
+    #[arg(long, default_value = "256kb", value_parser = compressor_preset)]
+    compression_preset: CompressorPreset,
+    /// Window of each connection's inflater in `--compression dedicated`:
+    /// 512b, 1kb, 2kb, 4kb, 8kb, 16kb or 32kb. Clients that accept a limit
+    /// (browsers do) are asked to compress within it.
+    #[arg(long, default_value = "32kb", value_parser = decompressor_preset)]
+    decompression_preset: DecompressorPreset,
     /// Messages shorter than this many bytes are sent uncompressed.
     #[arg(long, default_value_t = 256)]
     compression_threshold: usize,
@@ -121,8 +148,12 @@ impl EchoArgs {
             .compression(match self.compression {
                 CompressionArg::Off => Compression::Off,
                 CompressionArg::Shared => Compression::Shared,
-                CompressionArg::Dedicated => Compression::Dedicated {
-                    window_bits: self.compression_window_bits,
+                CompressionArg::Dedicated => match self.compression_window_bits {
+                    Some(bits) => Compression::dedicated_window_bits(bits),
+                    None => Compression::Dedicated {
+                        compressor: self.compression_preset,
+                        decompressor: self.decompression_preset,
+                    },
                 },
             })
             .compression_threshold_bytes(self.compression_threshold)

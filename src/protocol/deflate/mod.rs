@@ -16,9 +16,17 @@
 //! must go through its own `Deflater`: the peer's inflater window holds the
 //! connection's earlier messages, and a frame compressed elsewhere would
 //! shift it under our compressor's back-references.
+//!
+//! Dedicated pairs are sized by a [`CompressorPreset`] and a
+//! [`DecompressorPreset`] (uWebSockets-style, 3 KiB to 256 KiB and 512 B to
+//! 32 KiB) and run on stock zlib, whose memory follows them (module `zlib`,
+//! the only `unsafe` of this layer); shared ones run on zlib-rs.
 
 mod codec;
 mod negotiation;
+mod presets;
+mod zlib;
 
-pub use codec::{Deflater, InflateProgress, Inflater};
+pub use codec::{Deflater, InflateProgress, InflateWindow, Inflater, WindowInflater};
 pub use negotiation::{negotiate, DeflateOffer, DeflateParams, DeflatePolicy};
+pub use presets::{CompressorPreset, DecompressorPreset};

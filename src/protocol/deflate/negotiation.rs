@@ -22,8 +22,12 @@ pub struct DeflatePolicy {
     /// Ask for no context takeover in both directions (the "shared" mode: no
     /// per-connection compression state at all).
     pub no_context_takeover: bool,
-    /// Largest LZ77 window (9–15) the server uses, and lets clients use.
+    /// Largest LZ77 window (9–15) the server compresses with.
     pub max_window_bits: u8,
+    /// Largest window (9–15) the server asks clients to compress with, when
+    /// they keep context and offer `client_max_window_bits` (it bounds the
+    /// server's per-connection inflater).
+    pub max_client_window_bits: u8,
 }
 
 /// What was agreed for one connection. The names are those of RFC 7692:
@@ -59,7 +63,7 @@ struct Offer {
 ///
 /// ```
 /// use edgews::protocol::deflate::{negotiate, DeflatePolicy};
-/// let shared = DeflatePolicy { no_context_takeover: true, max_window_bits: 15 };
+/// let shared = DeflatePolicy { no_context_takeover: true, max_window_bits: 15, max_client_window_bits: 15 };
 /// let (params, answer) = negotiate(["permessage-deflate; client_max_window_bits"], shared).unwrap();
 /// assert_eq!(answer, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
 /// assert!(params.server_no_context_takeover && params.client_no_context_takeover);
@@ -95,12 +99,14 @@ fn accept(offer: &Offer, policy: DeflatePolicy) -> Option<(DeflateParams, String
     if offer.server_max_window_bits.is_some() {
         let _ = write!(answer, "; server_max_window_bits={server_window_bits}");
     }
+    // The client lets us limit its window: do so when we keep an inflater per
+    // connection with a smaller window than the client would use. Never below
+    // 9: zlib clients compress with 9 when told 8.
+    let client_max = policy.max_client_window_bits.clamp(9, 15);
     let client_window_bits = match offer.client_max_window_bits {
-        // The client lets us limit its window: do so when we keep a window per
-        // connection smaller than the maximum (it bounds our inflater).
-        Some(None) if !client_no_context_takeover && max < 15 => {
-            let _ = write!(answer, "; client_max_window_bits={max}");
-            max
+        Some(offered) if !client_no_context_takeover && client_max < offered.unwrap_or(15) => {
+            let _ = write!(answer, "; client_max_window_bits={client_max}");
+            client_max
         }
         Some(Some(bits)) => bits,
         _ => 15,
@@ -314,10 +320,12 @@ mod tests {
     const SHARED: DeflatePolicy = DeflatePolicy {
         no_context_takeover: true,
         max_window_bits: 15,
+        max_client_window_bits: 15,
     };
     const DEDICATED: DeflatePolicy = DeflatePolicy {
         no_context_takeover: false,
         max_window_bits: 15,
+        max_client_window_bits: 15,
     };
 
     fn answer(offer: &str, policy: DeflatePolicy) -> Option<String> {
@@ -367,6 +375,7 @@ mod tests {
         let small = DeflatePolicy {
             no_context_takeover: false,
             max_window_bits: 11,
+            max_client_window_bits: 11,
         };
         let (p, a) = negotiate(["permessage-deflate; client_max_window_bits"], small).unwrap();
         assert_eq!(a, "permessage-deflate; client_max_window_bits=11");
@@ -380,6 +389,26 @@ mod tests {
             (p.client_window_bits, a.as_str()),
             (10, "permessage-deflate")
         );
+        // Compressor and inflater windows apart: the client's limit follows the inflater.
+        let apart = DeflatePolicy {
+            no_context_takeover: false,
+            max_window_bits: 9,
+            max_client_window_bits: 12,
+        };
+        let (p, a) = negotiate(["permessage-deflate; client_max_window_bits"], apart).unwrap();
+        assert_eq!(a, "permessage-deflate; client_max_window_bits=12");
+        assert_eq!((p.server_window_bits, p.client_window_bits), (9, 12));
+        // A client that announces a larger window than we keep is told ours…
+        let (p, a) = negotiate(["permessage-deflate; client_max_window_bits=14"], apart).unwrap();
+        assert_eq!(a, "permessage-deflate; client_max_window_bits=12");
+        assert_eq!(p.client_window_bits, 12);
+        // …a smaller one keeps its own, unanswered.
+        let (p, a) = negotiate(["permessage-deflate; client_max_window_bits=10"], apart).unwrap();
+        assert_eq!(a, "permessage-deflate");
+        assert_eq!(p.client_window_bits, 10);
+        // A client that cannot be limited may use 15: the inflater must too.
+        let (p, _) = negotiate(["permessage-deflate"], apart).unwrap();
+        assert_eq!(p.client_window_bits, 15);
         // 8 for the server's window cannot be honoured with zlib: declined.
         assert_eq!(
             answer("permessage-deflate; server_max_window_bits=8", DEDICATED),

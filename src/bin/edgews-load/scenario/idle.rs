@@ -8,6 +8,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use edgews::protocol::deflate::Deflater;
 use edgews::protocol::OpCode;
 
 use super::Shared;
@@ -17,18 +18,27 @@ pub struct Idle {
     shared: Arc<Shared>,
     /// The hello message (empty: none).
     hello: Vec<u8>,
+    /// The hello is sent compressed (RSV1).
+    compressed: bool,
     pub opened: usize,
     pub lost: usize,
 }
 
 impl Idle {
-    pub fn new(shared: Arc<Shared>, hello: usize) -> Idle {
+    pub fn new(shared: Arc<Shared>, hello: usize, compressed: bool) -> Idle {
         // Text that compresses like chat traffic does, not like zeros.
         const FILLER: &[u8] = b"the quick brown fox jumps over the lazy dog 0123456789";
-        let hello = FILLER.iter().copied().cycle().take(hello).collect();
+        let mut hello: Vec<u8> = FILLER.iter().copied().cycle().take(hello).collect();
+        if compressed && !hello.is_empty() {
+            // A 512-byte window fits whatever client_max_window_bits the server asks for.
+            let mut z = Vec::new();
+            Deflater::new(9, true).compress(&hello, &mut z);
+            hello = z;
+        }
         Idle {
             shared,
             hello,
+            compressed,
             opened: 0,
             lost: 0,
         }
@@ -45,7 +55,7 @@ impl Scenario for Idle {
         if self.hello.is_empty() {
             self.count_open();
         } else {
-            io.send(id, OpCode::Text, &self.hello);
+            io.send_with(id, OpCode::Text, self.compressed, &self.hello);
         }
     }
 
