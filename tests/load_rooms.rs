@@ -103,8 +103,12 @@ fn rooms_fanout_delivers_every_publish_in_order() {
 #[test]
 fn rooms_idle_holds_authenticated_members() {
     let (url, shared, running) = start();
+    // The server runs in this process: its memory is this process's.
+    let pid = std::process::id().to_string();
     let mut child = load(&[
         "rooms-idle",
+        "--server-pid",
+        &pid,
         "--url",
         &url,
         "--secret",
@@ -133,6 +137,10 @@ fn rooms_idle_holds_authenticated_members() {
         (Some(50), Some(0)),
         "{r}"
     );
+    // Both memory figures are reported (the anonymous one from RssAnon).
+    assert!(r["server_rss_per_conn_bytes"].is_number(), "{r}");
+    assert!(r["server_anon_per_conn_bytes"].is_number(), "{r}");
+    assert!(r["server_rss_after_bytes"].as_u64() > Some(0), "{r}");
     assert_eq!(shared.dir.users_online(), 50);
     assert_eq!(shared.dir.rooms_open(), 5);
     let _ = child.kill();

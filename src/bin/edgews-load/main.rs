@@ -778,6 +778,10 @@ fn run_idle(
         r.set("server_rss_after_bytes", a.rss_bytes);
         let per = (a.rss_bytes as f64 - b.rss_bytes as f64) / n.max(1) as f64;
         r.set("server_rss_per_conn_bytes", round(per, 1));
+        // Without the binary's code pages that the connections' set-up
+        // faulted in for the first time (a fixed cost, not per connection).
+        let anon = (a.anon_bytes as f64 - b.anon_bytes as f64) / n.max(1) as f64;
+        r.set("server_anon_per_conn_bytes", round(anon, 1));
     }
     r.set("failed", shared.failed.load(Ordering::Acquire));
     r.print(common.json);
@@ -800,6 +804,7 @@ fn sample_servers(common: &Common) -> Option<report::ProcSample> {
         let s = sample(*pid)?;
         total.cpu_secs += s.cpu_secs;
         total.rss_bytes += s.rss_bytes;
+        total.anon_bytes += s.anon_bytes;
     }
     Some(total)
 }

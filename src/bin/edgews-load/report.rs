@@ -16,6 +16,10 @@ pub struct ProcSample {
     pub cpu_secs: f64,
     /// VmRSS in bytes.
     pub rss_bytes: u64,
+    /// RssAnon in bytes: VmRSS without the pages of mapped files (the
+    /// binary's code, which grows as new code paths first run) and shared
+    /// memory. 0 when the kernel does not report it.
+    pub anon_bytes: u64,
 }
 
 /// Reads /proc/PID/stat and /proc/PID/status.
@@ -27,17 +31,21 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     // utime and stime are fields 14 and 15 of the full line: 12 and 13 here.
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
+    let kb = |field: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    let rss_kb = kb("VmRSS:")?;
     Some(ProcSample {
         cpu_secs: ticks / clock_ticks_per_sec(),
         rss_bytes: rss_kb * 1024,
+        anon_bytes: kb("RssAnon:").unwrap_or(0) * 1024,
     })
 }
 
@@ -125,10 +133,12 @@ mod tests {
             Some(ProcSample {
                 cpu_secs: 1.0,
                 rss_bytes: 0,
+                anon_bytes: 0,
             }),
             Some(ProcSample {
                 cpu_secs: 3.0,
                 rss_bytes: 10,
+                anon_bytes: 0,
             }),
             1000,
         );
