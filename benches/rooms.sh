@@ -17,7 +17,10 @@
 #   density  N idle connections (default 15,000; the open-files limit here is
 #            20,000 per process): edgews echo + `idle` against the room server
 #            + `rooms-idle`, authenticated and joined to one room (own room,
-#            and rooms of 100): server RSS per connection.
+#            and rooms of 100): server RSS per connection, after a warm-up
+#            of 200 connections of the same kind (so the process's one-off
+#            costs, e.g. code pages first touched by the set-up path, are
+#            not divided among the connections).
 #
 # The room server is `edgews serve` with one worker and its limits opened
 # for load: no rate limit, no per-IP limit, no pings or idle timeout (the
@@ -91,6 +94,23 @@ run() {
   pid=$!
   if ! wait_port "$port"; then echo "rooms.sh: the $side server did not start" >&2; exit 1; fi
   sleep 0.3
+  if [ "$cell" = density ]; then
+    # Warm-up: 200 connections of the same kind first, so the one-off costs
+    # (code pages touched the first time, the allocator's first arenas) are
+    # in the "before" reading and the figure is the cost per connection.
+    local warm=() prev=""
+    for a in "$@"; do
+      case "$prev" in
+        -c) a=200 ;;
+        --settle) a=0.5 ;;
+        --duration) a=0 ;;
+      esac
+      warm+=("$a"); prev="$a"
+      [ "$a" = -c ] || [ "$a" = --settle ] || [ "$a" = --duration ] || prev=""
+    done
+    taskset -c 1 "$load" "${warm[@]}" --url "$url" >/dev/null 2>&1 || true
+    sleep 1
+  fi
   echo "round $round: $cell $side: edgews-load $* --url $url" >&2
   local line
   line=$(taskset -c 1 "$load" "$@" --url "$url" --server-pid "$pid" --json) || {
