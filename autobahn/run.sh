@@ -2,13 +2,14 @@
 # The Autobahn conformance run: install wstest if needed, build and start
 # `edgews echo`, run the fuzzing client, stop the server, check the report.
 #
-#   autobahn/run.sh [--compression off|shared|dedicated] [--cases 1-10|deflate|all]
+#   autobahn/run.sh [--compression off|shared|dedicated] [--cases 1-10|deflate|windows|all]
 #                   [--tls] [--name NAME] [--bin PATH] [--no-build]
 #                   [--url ws://...] [--server-arg ARG]...
 #                   [--preset COMPRESSOR/DECOMPRESSOR]
 #
 # Defaults: no compression and cases 1.* to 10.*; with --compression shared or
-# dedicated, all cases (12.* and 13.*, the `deflate` set, are permessage-deflate). --url runs
+# dedicated, all cases (12.* and 13.*, the `deflate` set, are permessage-deflate;
+# `windows` is 13.* alone: every window-size offer, the cases a preset changes). --url runs
 # against a server that is already running (nothing is built or started).
 # --preset (with --compression dedicated) picks the per-connection deflate
 # presets, e.g. 3kb/512b (see `edgews echo --help`).
@@ -37,8 +38,9 @@ case "$compression" in off|shared|dedicated) ;; *) echo "run.sh: --compression o
 case "$cases" in
   1-10) case_list='["1.*","2.*","3.*","4.*","5.*","6.*","7.*","8.*","9.*","10.*"]' ;;
   deflate) case_list='["12.*","13.*"]' ;;
+  windows) case_list='["13.*"]' ;;
   all) case_list='["*"]' ;;
-  *) echo "run.sh: --cases 1-10|deflate|all" >&2; exit 2 ;;
+  *) echo "run.sh: --cases 1-10|deflate|windows|all" >&2; exit 2 ;;
 esac
 if [ -n "$preset" ]; then
   [ "$compression" = dedicated ] || { echo "run.sh: --preset needs --compression dedicated" >&2; exit 2; }
