@@ -30,12 +30,14 @@ use subtle::ConstantTimeEq;
 
 use crate::runtime::{ConnectionInfo, Error, HttpResponse, ServerHandle};
 
+use super::auth::unix_ms;
 use super::codes::{ErrorCode, CLOSE_DISCONNECTED};
 use super::config::AdminConfig;
 use super::directory::Directory;
 use super::history::{publish_message_then, Data, Origin};
 use super::moderation::{self, Actor, Refused, RoomOptions};
 use super::server::Shared;
+use super::wire::clip_name as clip;
 use super::wire::{self, MAX_ROOM_BYTES};
 
 /// Largest request head (request line and headers).
@@ -1043,20 +1045,4 @@ fn answer(mut stream: TcpStream, resp: &HttpResponse, unread: bool) -> std::io::
         }
     }
     Ok(())
-}
-
-/// A client-supplied string for an error message, cut short.
-fn clip(s: &str) -> &str {
-    let mut end = s.len().min(64);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// Milliseconds since the Unix epoch.
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

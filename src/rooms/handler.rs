@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::protocol::Message;
 use crate::runtime::{Accept, CloseInfo, Conn, Handler, HttpResponse, Reject, Request};
 
+use super::auth::unix_ms;
 use super::auth::{unix_now, AuthError, Claims};
 use super::codes::{
     ErrorCode, CLOSE_RATE_LIMIT, CLOSE_TOKEN_EXPIRED, CLOSE_TOO_MANY_CONNECTIONS,
@@ -23,6 +24,7 @@ use super::limits::{origin_allowed, TokenBucket};
 use super::server::Shared;
 use super::session::Session;
 use super::status::{websocket_status, AuthFailure, WorkerMetrics};
+use super::wire::clip_name as clip;
 use super::wire::{self, Id, Out, Request as Req, Since};
 
 #[path = "handler_moderation.rs"]
@@ -1237,22 +1239,6 @@ fn json_reject(status: u16, code: ErrorCode, message: &str) -> Reject {
         "application/json",
         wire::http_error(code, message).into_bytes(),
     ))
-}
-
-/// Milliseconds since the Unix epoch.
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A room name for an error message, cut short.
-fn clip(s: &str) -> &str {
-    let mut end = s.len().min(64);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Decodes `%XX` and `+` in a query value.

@@ -51,8 +51,10 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::Message;
 
 use super::auth::role;
+use super::auth::unix_ms;
 use super::codes::{ErrorCode, CLOSE_BANNED};
 use super::server::Shared;
+use super::wire::clip_name as clip;
 use super::wire::Out;
 
 /// The `tracing` target of the audit log: one `info` line per moderation or
@@ -1457,20 +1459,6 @@ fn audit<T>(
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn clip(s: &str) -> &str {
-    let mut end = s.len().min(64);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Room passwords: PBKDF2-HMAC-SHA256 with a random 16-byte salt, from

@@ -744,6 +744,16 @@ pub fn http_error(code: ErrorCode, message: &str) -> String {
     s
 }
 
+/// A client-supplied name (a room, a user) for an error message: at most
+/// 64 bytes, cut on a character boundary.
+pub(crate) fn clip_name(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
