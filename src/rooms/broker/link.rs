@@ -548,6 +548,28 @@ impl Link {
         }
     }
 
+    /// The ack of a join or leave the broker answers: the cluster's member
+    /// count, plus `fields` (`(name, raw JSON)`: a join's history position).
+    fn member_ack(
+        &mut self,
+        reply: &Reply,
+        room: &str,
+        members: u64,
+        fields: &[(&'static str, String)],
+    ) {
+        let id = reply.id.as_ref().map(|i| i.as_id());
+        let out = self
+            .out
+            .start("ack", id)
+            .str("room", room)
+            .num("members", members);
+        for (name, raw) in fields {
+            out.raw(name, raw);
+        }
+        let text = out.finish().to_owned();
+        self.send(reply.conn, &text);
+    }
+
     /// The reply to an operation Redis answered.
     fn done(&mut self, op: Op, v: &Value, events: &mut Vec<(Box<str>, String)>) {
         match op {
@@ -652,17 +674,7 @@ impl Link {
                         self.join_failed(join);
                     }
                 } else if ack {
-                    let id = reply.id.as_ref().map(|i| i.as_id());
-                    let out = self
-                        .out
-                        .start("ack", id)
-                        .str("room", &room)
-                        .num("members", members);
-                    for (name, raw) in &ack_fields {
-                        out.raw(name, raw);
-                    }
-                    let text = out.finish().to_owned();
-                    self.send(reply.conn, &text);
+                    self.member_ack(&reply, &room, members, &ack_fields);
                 }
                 let kind = match (change, delta) {
                     (1, _) if self.member_events(members as usize) => "user_joined",
@@ -844,17 +856,7 @@ impl Link {
                 ..
             } if ack => {
                 let members = self.shared.dir.room(&room).map_or(0, |r| r.count()) as u64;
-                let id = reply.id.as_ref().map(|i| i.as_id());
-                let out = self
-                    .out
-                    .start("ack", id)
-                    .str("room", &room)
-                    .num("members", members);
-                for (name, raw) in &ack_fields {
-                    out.raw(name, raw);
-                }
-                let text = out.finish().to_owned();
-                self.send(reply.conn, &text);
+                self.member_ack(&reply, &room, members, &ack_fields);
             }
             Op::Who {
                 room,
